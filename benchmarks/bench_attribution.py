@@ -1,0 +1,99 @@
+"""Time `growthflow attribution run` end to end (process start to CSV written) on demo data.
+
+    python benchmarks/bench_attribution.py [--scales 1 10] [--repeat 3] [--model ihc]
+
+Demo databases are generated once into benchmarks/.data/ (kept between runs; scale 10 takes a
+few minutes to generate). Each timed run is a fresh process, measured by a wrapper process so
+the peak memory is that of the run alone. Prints wall time, input sessions per second and peak
+memory per scale, plus the time per step reported by the run itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+BIN = [sys.executable, "-m", "growthflow"]
+
+
+def ensure_demo(scale: float) -> Path:
+    path = DATA / f"demo_scale{scale:g}.db"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        print(f"generating demo data at scale {scale:g} into {path} ...", flush=True)
+        subprocess.run(
+            [*BIN, "attribution", "demo-data", "--db", f"sqlite:///{path}", "--scale", str(scale)],
+            check=True,
+        )
+    return path
+
+
+def timed_run(db: Path, model: str, csv: Path) -> dict:
+    cmd = [
+        sys.executable,
+        str(HERE / "_measure.py"),
+        *BIN,
+        "attribution",
+        "run",
+        "--db",
+        f"sqlite:///{db}",
+        "--start",
+        "2023-09-01",
+        "--end",
+        "2023-09-10",
+        "--model",
+        model,
+        "--csv",
+        str(csv),
+    ]
+    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    if result["returncode"] != 0:
+        raise SystemExit(f"run failed:\n{result['stderr']}")
+    steps = dict(re.findall(r"time: (\w[\w ]*?)\s+│\s+([\d.]+) s", result["stdout"]))
+    result["steps"] = {k: float(v) for k, v in steps.items()}
+    journeys = re.search(r"journeys\s+│\s+([\d,]+)", result["stdout"])
+    result["journeys"] = int(journeys.group(1).replace(",", "")) if journeys else 0
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", default="ihc")
+    args = parser.parse_args()
+    rows = []
+    for scale in args.scales:
+        db = ensure_demo(scale)
+        with sqlite3.connect(db) as conn:
+            sessions = conn.execute("SELECT count(*) FROM session_sources").fetchone()[0]
+        runs = [
+            timed_run(db, args.model, DATA / f"out_scale{scale:g}.csv") for _ in range(args.repeat)
+        ]
+        best = min(runs, key=lambda r: r["wall_s"])
+        median = statistics.median(r["wall_s"] for r in runs)
+        rows.append((scale, sessions, best, median, max(r["peak_mib"] for r in runs)))
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in best["steps"].items())
+        print(f"scale {scale:g}: steps of the fastest run (s): {steps}", flush=True)
+    print()
+    print(
+        f"{'scale':>5} {'sessions':>10} {'journeys':>9} {'best s':>7} {'median s':>8} "
+        f"{'sessions/s':>11} {'peak MiB':>8}"
+    )
+    for scale, sessions, best, median, peak in rows:
+        print(
+            f"{scale:>5g} {sessions:>10,} {best['journeys']:>9,} {best['wall_s']:>7.2f} "
+            f"{median:>8.2f} {sessions / best['wall_s']:>11,.0f} {peak:>8.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

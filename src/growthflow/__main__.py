@@ -1,0 +1,3 @@
+from growthflow.cli import main
+
+main()

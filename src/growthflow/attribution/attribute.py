@@ -1,0 +1,160 @@
+"""Steps 3 and 4: attribute each planned batch and store it.
+
+Each batch is read from the run's staging tables, attributed by a provider, checked, and
+stored in one transaction that first deletes whatever was stored for exactly the batch's
+conversions, so rerunning a batch (or a whole run) replaces rows and never duplicates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from growthflow.attribution import schema
+from growthflow.attribution.models import Attribution, JourneyBatch
+from growthflow.attribution.providers import Provider
+from growthflow.database import bulk_insert
+
+SUM_TOLERANCE = 1e-9
+
+
+class AttributionCheckError(RuntimeError):
+    """A provider returned numbers that break the attribution invariants (a bug, not input)."""
+
+
+@dataclass
+class AttributeStats:
+    batches: int = 0
+    journeys: int = 0
+    sessions: int = 0
+    rows_written: int = 0
+
+
+def _batch_query() -> sa.Select:
+    b, j, js = schema.batches, schema.journeys, schema.journey_sessions
+    return (
+        sa.select(
+            j.c.journey_no,
+            j.c.conv_id,
+            j.c.conv_ts,
+            js.c.session_id,
+            js.c.event_ts,
+            js.c.channel_name,
+            js.c.holder_engagement,
+            js.c.closer_engagement,
+            js.c.impression_interaction,
+        )
+        .select_from(
+            b.join(j, sa.and_(j.c.run_id == b.c.run_id, j.c.journey_no == b.c.journey_no)).join(
+                js, sa.and_(js.c.run_id == b.c.run_id, js.c.journey_no == b.c.journey_no)
+            )
+        )
+        .where(b.c.run_id == sa.bindparam("run_id"), b.c.batch_no == sa.bindparam("batch_no"))
+        .order_by(b.c.journey_no, js.c.position)
+    )
+
+
+BATCH_QUERY = _batch_query()
+
+
+def load_batch(conn: sa.Connection, run_id: str, batch_no: int) -> JourneyBatch:
+    rows = conn.execute(BATCH_QUERY, {"run_id": run_id, "batch_no": batch_no}).all()
+    if not rows:
+        raise LookupError(f"run {run_id} has no batch {batch_no}")
+    cols = list(zip(*rows, strict=True))
+    journey_no = np.asarray(cols[0], dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, journey_no[1:] != journey_no[:-1]])
+    return JourneyBatch(
+        batch_no=batch_no,
+        conv_ids=np.asarray(cols[1], dtype=object)[starts],
+        conv_ts=np.asarray(cols[2], dtype="datetime64[s]")[starts],
+        offsets=np.r_[starts, len(rows)].astype(np.int64),
+        session_ids=np.asarray(cols[3], dtype=object),
+        ts=np.asarray(cols[4], dtype="datetime64[s]"),
+        channel=np.asarray(cols[5], dtype=object),
+        holder_engagement=np.asarray(cols[6], dtype=np.int8),
+        closer_engagement=np.asarray(cols[7], dtype=np.int8),
+        impression_interaction=np.asarray(cols[8], dtype=np.int8),
+    )
+
+
+def check_attribution(batch: JourneyBatch, result: Attribution) -> None:
+    if len(result.ihc) != batch.n_sessions:
+        raise AttributionCheckError(f"batch {batch.batch_no}: result length mismatch")
+    if not np.all(np.isfinite(result.ihc)) or result.ihc.min() < 0:
+        raise AttributionCheckError(f"batch {batch.batch_no}: ihc outside [0, 1]")
+    sums = batch.journey_sum(result.ihc)
+    worst = int(np.argmax(np.abs(sums - 1.0)))
+    if abs(sums[worst] - 1.0) > SUM_TOLERANCE:
+        raise AttributionCheckError(
+            f"batch {batch.batch_no}: ihc of conversion {batch.conv_ids[worst]} sums to "
+            f"{sums[worst]!r}, not 1"
+        )
+
+
+def _nullable(values: np.ndarray) -> list:
+    return [None if v != v else v for v in values.tolist()]  # NaN -> NULL
+
+
+def store_batch(
+    conn: sa.Connection, run_id: str, batch: JourneyBatch, result: Attribution, model: str
+) -> int:
+    """Replace the stored attribution of the batch's conversions (caller owns the transaction)."""
+    b, j = schema.batches, schema.journeys
+    conv_ids = (
+        sa.select(j.c.conv_id)
+        .join(b, sa.and_(b.c.run_id == j.c.run_id, b.c.journey_no == j.c.journey_no))
+        .where(b.c.run_id == run_id, b.c.batch_no == batch.batch_no)
+    )
+    for table in (schema.attribution_customer_journey, schema.attribution_detail):
+        conn.execute(sa.delete(table).where(table.c.conv_id.in_(conv_ids)))
+    conv = batch.conv_id_per_session().tolist()
+    sessions = batch.session_ids.tolist()
+    written = bulk_insert(
+        conn,
+        schema.attribution_customer_journey,
+        zip(conv, sessions, result.ihc.tolist(), strict=True),
+    )
+    n = batch.n_sessions
+    bulk_insert(
+        conn,
+        schema.attribution_detail,
+        zip(
+            conv,
+            sessions,
+            _nullable(result.initializer),
+            _nullable(result.holder),
+            _nullable(result.closer),
+            [model] * n,
+            [run_id] * n,
+            strict=True,
+        ),
+    )
+    return written
+
+
+def attribute_batches(
+    engine: sa.Engine,
+    run_id: str,
+    batch_nos: Iterable[int],
+    provider: Provider,
+    *,
+    on_batch: Callable[[JourneyBatch], None] | None = None,
+) -> AttributeStats:
+    """Attribute and store the given batches of a run, one transaction per batch."""
+    stats = AttributeStats()
+    for batch_no in batch_nos:
+        with engine.begin() as conn:
+            batch = load_batch(conn, run_id, batch_no)
+            result = provider.attribute(batch)
+            check_attribution(batch, result)
+            stats.rows_written += store_batch(conn, run_id, batch, result, provider.name)
+        stats.batches += 1
+        stats.journeys += batch.n_journeys
+        stats.sessions += batch.n_sessions
+        if on_batch is not None:
+            on_batch(batch)
+    return stats

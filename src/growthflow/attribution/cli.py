@@ -1,0 +1,184 @@
+"""``growthflow attribution ...``: demo-data, init-db, run, export."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from growthflow.errors import ConfigError
+
+app = typer.Typer(help="Multi-touch attribution (IHC and classic models).", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLAlchemy URL (sqlite:///path or postgresql+psycopg://user@host/db). "
+        "Default: GROWTHFLOW_DATABASE_URL.",
+        show_default=False,
+    ),
+]
+SchemaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schema", help="PostgreSQL schema for the tables. Default: GROWTHFLOW_DB_SCHEMA."
+    ),
+]
+DateOption = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])]
+
+
+def _engine(db: str | None, schema: str | None, *, create: bool = False):
+    from growthflow.console import setup_logging
+    from growthflow.database import create_engine
+    from growthflow.settings import load_settings
+
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_engine(
+        db or settings.database_url, schema=schema or settings.db_schema, create=create
+    )
+
+
+@app.command("init-db")
+def init_db(db: DbOption = None, schema: SchemaOption = None) -> None:
+    """Create the attribution tables that do not exist yet (never alters existing ones)."""
+    from growthflow.attribution.schema import init_db as create_tables
+    from growthflow.console import console
+
+    engine = _engine(db, schema, create=True)
+    create_tables(engine)
+    console.print("attribution tables are ready")
+
+
+@app.command("demo-data")
+def demo_data(
+    db: DbOption = None,
+    schema: SchemaOption = None,
+    scale: Annotated[
+        float, typer.Option(min=0.0001, help="1 = 450k sessions, 2k conversions.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
+    force: Annotated[bool, typer.Option(help="Replace existing input and output tables.")] = False,
+) -> None:
+    """Generate a challenge-shaped demo database (10 days from 2023-09-01)."""
+    from growthflow.attribution.demo import generate_demo_data
+    from growthflow.console import console, progress
+
+    engine = _engine(db, schema, create=True)
+    t0 = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("generating demo data", total=None)
+        stats = generate_demo_data(
+            engine,
+            scale=scale,
+            seed=seed,
+            force=force,
+            on_unit=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"demo data: {stats.sessions:,} sessions, {stats.conversions:,} conversions, "
+        f"{stats.cost_rows:,} cost rows in {time.perf_counter() - t0:.1f} s"
+    )
+
+
+@app.command("run")
+def run(
+    start: DateOption,
+    end: DateOption,
+    db: DbOption = None,
+    schema: SchemaOption = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Also export the report here.")] = None,
+    model: Annotated[
+        str,
+        typer.Option(help="ihc, linear, first-touch, last-touch, position-based or time-decay."),
+    ] = "ihc",
+    params: Annotated[
+        Path | None, typer.Option(help="TOML file overriding model parameters.")
+    ] = None,
+    max_journeys: Annotated[int, typer.Option(help="Journeys per batch.")] = 100,
+    max_sessions: Annotated[
+        int, typer.Option(help="Sessions per batch (free IHC accounts: 200).")
+    ] = 3000,
+    max_journey_sessions: Annotated[
+        int, typer.Option(help="Keep this many most recent sessions of longer journeys.")
+    ] = 100,
+    lookback_days: Annotated[
+        int | None, typer.Option(help="Only sessions within N days before the conversion.")
+    ] = None,
+) -> None:
+    """Attribute conversions with conv_date in [START, END] and rebuild channel_reporting."""
+    from growthflow.attribution.pipeline import RunConfig, run_attribution
+    from growthflow.console import console, progress
+
+    t0 = time.perf_counter()
+    config = RunConfig.build(
+        start=start.date(),
+        end=end.date(),
+        model=model,
+        params_path=params,
+        max_journeys=max_journeys,
+        max_sessions=max_sessions,
+        max_journey_sessions=max_journey_sessions,
+        lookback_days=lookback_days,
+    )
+    engine = _engine(db, schema)
+    with progress() as bar:
+        task = bar.add_task("attributing batches", total=None)
+        summary = run_attribution(
+            engine,
+            config,
+            csv_path=csv,
+            on_plan=lambda n: bar.update(task, total=n),
+            on_batch=lambda _batch: bar.advance(task),
+        )
+    console.print(_summary_table(summary, csv, time.perf_counter() - t0))
+
+
+@app.command("export")
+def export(
+    csv: Annotated[Path, typer.Option("--csv", help="Where to write the CSV.")],
+    db: DbOption = None,
+    schema: SchemaOption = None,
+) -> None:
+    """Write channel_reporting with CPO and ROAS to a CSV, without rerunning."""
+    from growthflow.attribution.export import export_csv
+    from growthflow.attribution.schema import channel_reporting
+    from growthflow.console import console
+    from growthflow.database import missing_tables
+
+    engine = _engine(db, schema)
+    if missing_tables(engine, [channel_reporting.name]):
+        raise ConfigError("channel_reporting does not exist yet: run `growthflow attribution run`")
+    rows = export_csv(engine, csv)
+    console.print(f"wrote {rows:,} rows to {csv}")
+
+
+def _summary_table(summary, csv: Path | None, total_seconds: float):
+    from rich.table import Table
+
+    table = Table(title=f"attribution run {summary.run_id}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for label, value in (
+        ("conversions in range", summary.conversions),
+        ("journeys", summary.journeys),
+        ("sessions in journeys", summary.sessions),
+        ("journeys truncated", summary.truncated),
+        ("conversions without a journey", summary.without_journey),
+        ("batches", summary.batches),
+        ("attribution rows written", summary.rows_written),
+        ("channel_reporting rows", summary.report_rows),
+    ):
+        table.add_row(label, f"{value:,}")
+    if csv is not None:
+        table.add_row(f"CSV rows ({csv})", f"{summary.csv_rows:,}")
+    for skipped in summary.skipped:
+        table.add_row(f"skipped {skipped.table}: {skipped.reason}", f"{skipped.count:,}")
+    for step, seconds in summary.seconds.items():
+        table.add_row(f"time: {step}", f"{seconds:.3f} s")
+    table.add_row("time: total (command)", f"{total_seconds:.3f} s")
+    return table

@@ -1,0 +1,157 @@
+"""Step 1: build customer journeys in the database.
+
+A journey is every usable session of the converting user strictly before the conversion
+timestamp (optionally within ``lookback_days``), ordered by timestamp then session_id, cut
+to the ``max_journey_sessions`` most recent. Everything runs as ``INSERT ... SELECT`` into the
+run's staging tables (``gf_journeys``, ``gf_journey_sessions``), so no journey data passes
+through Python and memory does not grow with the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+
+import sqlalchemy as sa
+
+from growthflow.attribution import schema
+from growthflow.attribution.rules import InputRules, collate_c
+
+
+@dataclass(frozen=True)
+class JourneyStats:
+    conversions: int  # usable conversions whose conv_date is in the range
+    journeys: int
+    sessions: int
+    truncated: int
+    without_journey: int
+
+
+def _before_conversion(dialect: str, conv_ts: str, lookback: bool) -> str:
+    """SQL: session ``s`` is strictly earlier than ``conv_ts`` (and within the lookback)."""
+    c = collate_c(dialect)
+    session_ts = "(s.event_date || ' ' || s.event_time)"
+    sql = f"{session_ts}{c} < {conv_ts}{c}"
+    if lookback:
+        if dialect == "sqlite":
+            floor = f"datetime({conv_ts}, :lookback_modifier)"
+        else:
+            floor = (
+                f"to_char(to_timestamp({conv_ts}, 'YYYY-MM-DD HH24:MI:SS') "
+                "- make_interval(days => :lookback_days), 'YYYY-MM-DD HH24:MI:SS')"
+            )
+        sql += f" AND {session_ts}{c} >= {floor}{c}"
+    return sql
+
+
+@cache
+def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.TextClause]:
+    d = rules.dialect
+    c = collate_c(d)
+    sessions = rules.sessions("s")
+    conversions = rules.conversions("c")
+    in_journey = f"s.user_id = j.user_id AND {sessions.valid} AND " + _before_conversion(
+        d, "j.conv_ts", lookback
+    )
+    # The SQL below is assembled from constant fragments only; all values are bind parameters.
+    insert_journeys = sa.text(
+        f"""
+        INSERT INTO gf_journeys
+            (run_id, journey_no, conv_id, user_id, conv_ts, n_candidates, n_sessions)
+        SELECT :run_id, ROW_NUMBER() OVER (ORDER BY j.conv_id{c}), j.conv_id, j.user_id,
+               j.conv_ts, j.n_candidates,
+               CASE WHEN j.n_candidates > :max_sessions THEN :max_sessions
+                    ELSE j.n_candidates END
+        FROM (
+            SELECT j.conv_id, j.user_id, j.conv_ts,
+                   (SELECT count(*) FROM session_sources s WHERE {in_journey}) AS n_candidates
+            FROM (
+                SELECT c.conv_id, c.user_id, c.conv_date || ' ' || c.conv_time AS conv_ts
+                FROM conversions c
+                WHERE c.conv_date BETWEEN :start AND :end AND {conversions.valid}
+            ) j
+        ) j
+        """  # noqa: S608
+    )
+    insert_sessions = sa.text(
+        f"""
+        INSERT INTO gf_journey_sessions
+            (run_id, journey_no, position, session_id, event_ts, channel_name,
+             holder_engagement, closer_engagement, impression_interaction)
+        SELECT :run_id, journey_no, n_sessions - rn, session_id, event_ts, channel_name,
+               holder_engagement, closer_engagement, impression_interaction
+        FROM (
+            SELECT j.journey_no, j.n_sessions, s.session_id,
+                   s.event_date || ' ' || s.event_time AS event_ts, s.channel_name,
+                   s.holder_engagement, s.closer_engagement, s.impression_interaction,
+                   ROW_NUMBER() OVER (
+                       PARTITION BY j.journey_no
+                       ORDER BY s.event_date{c} DESC, s.event_time{c} DESC, s.session_id{c} DESC
+                   ) AS rn
+            FROM gf_journeys j JOIN session_sources s ON {in_journey}
+            WHERE j.run_id = :run_id AND j.n_sessions > 0
+        ) t
+        WHERE rn <= n_sessions
+        """  # noqa: S608
+    )
+    return insert_journeys, insert_sessions
+
+
+def lookback_params(dialect: str, lookback_days: int | None) -> dict:
+    if lookback_days is None:
+        return {}
+    if dialect == "sqlite":
+        return {"lookback_modifier": f"-{int(lookback_days)} days"}
+    return {"lookback_days": int(lookback_days)}
+
+
+def clear_staging(conn: sa.Connection, run_id: str, tables=schema.STAGING_TABLES) -> None:
+    """Delete a run's staging rows (by default of every step)."""
+    for table in tables:
+        conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+
+
+def build_journeys(
+    engine: sa.Engine,
+    run_id: str,
+    start: date,
+    end: date,
+    *,
+    rules: InputRules,
+    max_journey_sessions: int = 100,
+    lookback_days: int | None = None,
+) -> JourneyStats:
+    """Stage the journeys of every usable conversion with ``start <= conv_date <= end``.
+
+    Rerunning the step for the same ``run_id`` replaces its staging rows. Conversions in the
+    range that no longer have any session lose their stored attribution here, so a rerun
+    with a shorter lookback never leaves stale rows behind.
+    """
+    insert_journeys, insert_sessions = _statements(rules, lookback_days is not None)
+    params = {
+        "run_id": run_id,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "max_sessions": max_journey_sessions,
+        **lookback_params(rules.dialect, lookback_days),
+    }
+    j = schema.journeys
+    with engine.begin() as conn:
+        # Only this step's staging: the report's cost rows may be staged concurrently.
+        clear_staging(conn, run_id, (schema.batches, schema.journey_sessions, schema.journeys))
+        conn.execute(insert_journeys, params)
+        conn.execute(insert_sessions, params)
+        no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
+        for table in (schema.attribution_customer_journey, schema.attribution_detail):
+            conn.execute(sa.delete(table).where(table.c.conv_id.in_(no_journey)))
+        row = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count().filter(j.c.n_sessions > 0),
+                sa.func.coalesce(sa.func.sum(j.c.n_sessions), 0),
+                sa.func.count().filter(j.c.n_candidates > j.c.n_sessions),
+                sa.func.count().filter(j.c.n_sessions == 0),
+            ).where(j.c.run_id == run_id)
+        ).one()
+    return JourneyStats(*(int(v) for v in row))

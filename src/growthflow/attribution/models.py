@@ -1,0 +1,307 @@
+"""Step 3: attribution models, vectorised over whole batches of journeys.
+
+A batch holds its journeys as flat numpy arrays (sessions in journey order, journey after
+journey) plus ``offsets``; every model returns, per session, the phase values
+``initializer, holder, closer`` (NaN for models without phases) and ``ihc``, which sums to 1
+per journey. Models are registered by name in :data:`MODELS`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from growthflow.errors import ConfigError
+
+PHASES = ("initializer", "holder", "closer")
+
+
+# --- parameters ---------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Curve(_Strict):
+    """Piecewise-linear membership over hours, flat outside the given points."""
+
+    hours: list[float] = Field(min_length=1)
+    membership: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Curve:
+        if len(self.hours) != len(self.membership):
+            raise ValueError("hours and membership need the same number of points")
+        if any(b <= a for a, b in zip(self.hours, self.hours[1:], strict=False)):
+            raise ValueError("hours must be strictly increasing")
+        if any(not 0.0 <= m <= 1.0 for m in self.membership):
+            raise ValueError("membership values must lie in [0, 1]")
+        return self
+
+    def __call__(self, hours: np.ndarray) -> np.ndarray:
+        return np.interp(hours, self.hours, self.membership)
+
+
+class PhaseWeights(_Strict):
+    initializer: float = Field(ge=0)
+    holder: float = Field(ge=0)
+    closer: float = Field(ge=0)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.initializer, self.holder, self.closer])
+
+
+class ChannelWeights(_Strict):
+    initializer: float = Field(default=1.0, ge=0)
+    holder: float = Field(default=1.0, ge=0)
+    closer: float = Field(default=1.0, ge=0)
+
+
+class IhcParams(_Strict):
+    phase_weights: PhaseWeights
+    initializer: Curve
+    holder: Curve
+    closer: Curve
+    channel_weights: dict[str, ChannelWeights] = Field(default_factory=dict)
+
+
+class PositionBasedParams(_Strict):
+    first: float = Field(ge=0, le=1)
+    last: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> PositionBasedParams:
+        if self.first + self.last > 1:
+            raise ValueError("first + last must not exceed 1")
+        return self
+
+
+class TimeDecayParams(_Strict):
+    half_life_hours: float = Field(gt=0)
+
+
+class ModelParams(_Strict):
+    ihc: IhcParams
+    position_based: PositionBasedParams
+    time_decay: TimeDecayParams
+
+
+DEFAULT_PARAMS_FILE = "model_params.toml"
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_params(path: Path | None = None) -> ModelParams:
+    """The shipped defaults, overridden key by key by the TOML file at ``path``."""
+    text = resources.files("growthflow.attribution").joinpath(DEFAULT_PARAMS_FILE).read_text()
+    data = tomllib.loads(text)
+    if path is not None:
+        try:
+            data = _merge(data, tomllib.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"parameter file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"parameter file {path} is not valid TOML: {exc}") from None
+    try:
+        return ModelParams.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid model parameters: {problems}") from None
+
+
+# --- batches and results ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class JourneyBatch:
+    """Journeys of one request. Session arrays have one entry per session, in order."""
+
+    batch_no: int
+    conv_ids: np.ndarray  # (J,) str
+    conv_ts: np.ndarray  # (J,) datetime64[s]
+    offsets: np.ndarray  # (J + 1,) int: journey j is sessions offsets[j]:offsets[j+1]
+    session_ids: np.ndarray  # (S,) str
+    ts: np.ndarray  # (S,) datetime64[s]
+    channel: np.ndarray  # (S,) str
+    holder_engagement: np.ndarray  # (S,) int8
+    closer_engagement: np.ndarray  # (S,) int8
+    impression_interaction: np.ndarray  # (S,) int8
+
+    @property
+    def n_journeys(self) -> int:
+        return len(self.conv_ids)
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.session_ids)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @cached_property
+    def journey_of(self) -> np.ndarray:
+        """(S,) journey index of each session."""
+        return np.repeat(np.arange(self.n_journeys), self.lengths)
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        """(S,) 0-based position of each session in its journey."""
+        return np.arange(self.n_sessions) - np.repeat(self.offsets[:-1], self.lengths)
+
+    @cached_property
+    def is_first(self) -> np.ndarray:
+        return self.position == 0
+
+    @cached_property
+    def is_last(self) -> np.ndarray:
+        return self.position == np.repeat(self.lengths, self.lengths) - 1
+
+    def journey_sum(self, values: np.ndarray) -> np.ndarray:
+        """(J, ...) sum of per-session ``values`` over each journey."""
+        return np.add.reduceat(values, self.offsets[:-1], axis=0)
+
+    def per_session(self, journey_values: np.ndarray) -> np.ndarray:
+        """Broadcast (J, ...) journey values to (S, ...)."""
+        return np.repeat(journey_values, self.lengths, axis=0)
+
+    def conv_id_per_session(self) -> np.ndarray:
+        return self.per_session(self.conv_ids)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Per-session results of one batch; phases are NaN for models without phases."""
+
+    initializer: np.ndarray
+    holder: np.ndarray
+    closer: np.ndarray
+    ihc: np.ndarray
+
+    @classmethod
+    def without_phases(cls, ihc: np.ndarray) -> Attribution:
+        nan = np.full(len(ihc), np.nan)
+        return cls(nan, nan, nan, ihc)
+
+
+def _hours(delta: np.ndarray) -> np.ndarray:
+    return delta.astype("timedelta64[s]").astype(np.float64) / 3600.0
+
+
+def _normalise(batch: JourneyBatch, weights: np.ndarray) -> np.ndarray:
+    """Divide per-session weights by their journey's sum (journeys summing to 0 split evenly)."""
+    sums = batch.per_session(batch.journey_sum(weights))
+    even = 1.0 / batch.per_session(batch.lengths)
+    return np.divide(weights, sums, out=even.copy(), where=sums > 0)
+
+
+# --- the models ---------------------------------------------------------------------------
+def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    p = params.ihc
+    since_previous = np.zeros(batch.n_sessions)
+    since_previous[1:] = _hours(np.diff(batch.ts))
+    to_last = _hours(batch.per_session(batch.ts[batch.offsets[1:] - 1]) - batch.ts)
+
+    member = np.empty((batch.n_sessions, 3))
+    member[:, 0] = np.where(batch.is_first, 1.0, p.initializer(since_previous))
+    holder_hours = np.where(batch.is_first, np.inf, since_previous)
+    member[:, 1] = batch.holder_engagement * p.holder(holder_hours)
+    closer = p.closer(to_last)
+    has_engaged = batch.per_session(batch.journey_sum(batch.closer_engagement) > 0)
+    member[:, 2] = np.where(has_engaged, closer * batch.closer_engagement, closer)
+
+    if p.channel_weights:
+        names, codes = np.unique(batch.channel, return_inverse=True)
+        table = np.array(
+            [
+                [getattr(p.channel_weights.get(str(n), ChannelWeights()), ph) for ph in PHASES]
+                for n in names
+            ]
+        )
+        member *= table[codes]
+
+    sums = batch.journey_sum(member)  # (J, 3)
+    present = sums > 0
+    phase = np.divide(
+        member, batch.per_session(sums), out=np.zeros_like(member), where=batch.per_session(present)
+    )
+    w = p.phase_weights.as_array()
+    denominator = (present * w).sum(axis=1)  # (J,)
+    ihc = np.divide(
+        phase @ w,
+        batch.per_session(denominator),
+        out=np.zeros(batch.n_sessions),
+        where=batch.per_session(denominator) > 0,
+    )
+    # A journey whose memberships are all zero (e.g. zero channel weights) splits evenly.
+    degenerate = batch.per_session(denominator <= 0)
+    ihc = np.where(degenerate, 1.0 / batch.per_session(batch.lengths), ihc)
+
+    single = batch.per_session(batch.lengths == 1)
+    phase[single] = (1.0, 0.0, 1.0)
+    ihc[single] = 1.0
+    return Attribution(phase[:, 0], phase[:, 1], phase[:, 2], ihc)
+
+
+def linear_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    return Attribution.without_phases(1.0 / batch.per_session(batch.lengths).astype(np.float64))
+
+
+def first_touch_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    return Attribution.without_phases(batch.is_first.astype(np.float64))
+
+
+def last_touch_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    return Attribution.without_phases(batch.is_last.astype(np.float64))
+
+
+def position_based_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    first, last = params.position_based.first, params.position_based.last
+    n = batch.per_session(batch.lengths).astype(np.float64)
+    middle = (1.0 - first - last) / np.maximum(n - 2, 1)
+    ihc = np.where(batch.is_first, first, np.where(batch.is_last, last, middle))
+    ihc = np.where(n == 2, 0.5, ihc)
+    ihc = np.where(n == 1, 1.0, ihc)
+    return Attribution.without_phases(ihc)
+
+
+def time_decay_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    hours = _hours(batch.per_session(batch.conv_ts) - batch.ts)
+    # Shift by the journey's most recent session before exponentiating: same ratios, and
+    # no underflow to 0 for journeys far older than the half-life.
+    hours -= batch.per_session(np.minimum.reduceat(hours, batch.offsets[:-1]))
+    weights = np.exp2(-hours / params.time_decay.half_life_hours)
+    return Attribution.without_phases(_normalise(batch, weights))
+
+
+ModelFn = Callable[[JourneyBatch, ModelParams], Attribution]
+
+MODELS: dict[str, ModelFn] = {
+    "ihc": ihc_model,
+    "linear": linear_model,
+    "first-touch": first_touch_model,
+    "last-touch": last_touch_model,
+    "position-based": position_based_model,
+    "time-decay": time_decay_model,
+}
+
+
+def get_model(name: str) -> ModelFn:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None

@@ -1,0 +1,226 @@
+"""The attribution run: every step in order, each a plain function of its own module.
+
+``run_attribution`` is what ``growthflow attribution run`` calls. The Airflow DAG calls the
+same step functions one task each, passing the ``run_id`` that keys the staging tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from growthflow.attribution import schema
+from growthflow.attribution.attribute import attribute_batches
+from growthflow.attribution.batches import plan_batches
+from growthflow.attribution.export import export_csv
+from growthflow.attribution.journeys import build_journeys, clear_staging
+from growthflow.attribution.models import JourneyBatch, get_model
+from growthflow.attribution.providers import LocalProvider, Provider
+from growthflow.attribution.quality import SkippedRows, check_inputs, log_skipped
+from growthflow.attribution.report import aggregate_costs, rebuild_channel_reporting
+from growthflow.attribution.rules import InputRules
+from growthflow.database import translate_errors
+from growthflow.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class RunConfig(BaseModel):
+    """Everything that decides a run's result (recorded in ``gf_runs.config``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: date
+    end: date
+    model: str = "ihc"
+    params_path: Path | None = None
+    max_journeys: int = Field(default=100, ge=1)
+    max_sessions: int = Field(default=3000, ge=1)
+    max_journey_sessions: int = Field(default=100, ge=1)
+    lookback_days: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.max_journey_sessions > self.max_sessions:
+            raise ValueError(
+                f"max_journey_sessions ({self.max_journey_sessions}) cannot exceed "
+                f"max_sessions ({self.max_sessions}): a journey is never split"
+            )
+        get_model(self.model)
+        return self
+
+    @classmethod
+    def build(cls, **values) -> RunConfig:
+        """Validate, turning pydantic's errors into one :class:`ConfigError` message."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"]
+                for e in exc.errors(include_url=False)
+            )
+            raise ConfigError(f"invalid run settings: {problems}") from None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    conversions: int = 0
+    journeys: int = 0
+    sessions: int = 0
+    truncated: int = 0
+    without_journey: int = 0
+    batches: int = 0
+    rows_written: int = 0
+    report_rows: int = 0
+    csv_rows: int | None = None
+    skipped: list[SkippedRows] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+@contextmanager
+def _timed(summary: RunSummary, step: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        summary.seconds[step] = round(time.perf_counter() - t0, 4)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def start_run(engine: sa.Engine, run_id: str, config: RunConfig) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(schema.runs).values(
+                run_id=run_id,
+                started_at=_now(),
+                status="running",
+                start_date=config.start.isoformat(),
+                end_date=config.end.isoformat(),
+                config=config.model_dump_json(),
+            )
+        )
+
+
+def finish_run(engine: sa.Engine, summary: RunSummary, status: str) -> None:
+    with engine.begin() as conn:
+        clear_staging(conn, summary.run_id)
+        conn.execute(
+            sa.update(schema.runs)
+            .where(schema.runs.c.run_id == summary.run_id)
+            .values(finished_at=_now(), status=status, summary=summary.to_json())
+        )
+
+
+def run_attribution(
+    engine: sa.Engine,
+    config: RunConfig,
+    *,
+    csv_path: Path | None = None,
+    provider: Provider | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    on_batch: Callable[[JourneyBatch], None] | None = None,
+) -> RunSummary:
+    """Run every step for ``config`` and return what happened.
+
+    The cost aggregation of the report reads only the input tables, so it runs on a second
+    connection while journeys are built and attributed (the two steps an Airflow DAG would
+    run as parallel tasks). ``on_plan(n_batches)`` and ``on_batch(batch)`` report progress.
+    """
+    provider = provider or LocalProvider(config.model, config.params_path)
+    summary = RunSummary(run_id=new_run_id())
+    run_id = summary.run_id
+    with translate_errors(engine):
+        with _timed(summary, "prepare"):
+            schema.init_db(engine, inputs=False)
+            rules = InputRules.for_engine(engine)
+            start_run(engine, run_id, config)
+        status = "failed"
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gf-costs") as pool:
+            try:
+                costs = pool.submit(
+                    _timed_call, summary, "costs (parallel)", aggregate_costs, engine, run_id, rules
+                )
+                with _timed(summary, "check inputs"):
+                    summary.skipped = check_inputs(engine, rules, config.start, config.end)
+                with _timed(summary, "journeys"):
+                    stats = build_journeys(
+                        engine,
+                        run_id,
+                        config.start,
+                        config.end,
+                        rules=rules,
+                        max_journey_sessions=config.max_journey_sessions,
+                        lookback_days=config.lookback_days,
+                    )
+                summary.conversions = stats.conversions
+                summary.journeys = stats.journeys
+                summary.sessions = stats.sessions
+                summary.truncated = stats.truncated
+                summary.without_journey = stats.without_journey
+                with _timed(summary, "batches"):
+                    batch_nos = plan_batches(
+                        engine,
+                        run_id,
+                        max_journeys=config.max_journeys,
+                        max_sessions=config.max_sessions,
+                    )
+                summary.batches = len(batch_nos)
+                if on_plan is not None:
+                    on_plan(len(batch_nos))
+                with _timed(summary, "attribute"):
+                    attributed = attribute_batches(
+                        engine, run_id, batch_nos, provider, on_batch=on_batch
+                    )
+                summary.rows_written = attributed.rows_written
+                with _timed(summary, "report"):
+                    costs.result()
+                    report = rebuild_channel_reporting(engine, run_id, rules)
+                summary.report_rows = report.rows
+                summary.skipped += report.skipped
+                log_skipped(summary.skipped)
+                if csv_path is not None:
+                    with _timed(summary, "export"):
+                        summary.csv_rows = export_csv(engine, csv_path)
+                status = "succeeded"
+            finally:
+                _finish_quietly(engine, summary, status)
+    return summary
+
+
+def _timed_call(summary: RunSummary, step: str, fn: Callable, *args):
+    with _timed(summary, step):
+        return fn(*args)
+
+
+def _finish_quietly(engine: sa.Engine, summary: RunSummary, status: str) -> None:
+    """Record the outcome; after a failure, never let bookkeeping hide the original error."""
+    try:
+        finish_run(engine, summary, status)
+    except Exception:
+        if status == "succeeded":
+            raise
+        log.warning("could not record the failed run %s", summary.run_id, exc_info=True)

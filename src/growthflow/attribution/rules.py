@@ -1,0 +1,186 @@
+"""What makes an input row usable, as SQL evaluated in the database.
+
+Each rule is a boolean SQL expression that is true for a good row. A row failing several
+rules is counted under the first. Expressions are constant SQL text per dialect (column
+references and literals, never user values), so they can be composed into the pipeline's
+queries while every value stays a bound parameter.
+
+Dates must be real calendar dates written ``YYYY-MM-DD`` and times ``HH:MM:SS``; with those
+fixed-width formats, ``date || ' ' || time`` compares correctly as text, which is how
+journeys are ordered and cut in SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import sqlalchemy as sa
+
+from growthflow.database import has_unique_key
+
+_PG_DATE_RE = r"'^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'"
+_PG_TIME_RE = r"'^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$'"
+
+
+def valid_date(col: str, dialect: str) -> str:
+    if dialect == "sqlite":
+        # date() alone accepts 2023-02-30; a +0 days shift normalises it, so compare.
+        return f"(date({col}, '+0 days') = {col})"
+    # to_date() raises on 2023-02-30, so check the shape first, then the day of the month.
+    return (
+        f"(CASE WHEN {col} ~ {_PG_DATE_RE} THEN "
+        f"CAST(substr({col}, 9, 2) AS integer) <= CAST(extract(day FROM "
+        f"date_trunc('month', to_date(substr({col}, 1, 7), 'YYYY-MM')) "
+        f"+ interval '1 month - 1 day') AS integer) ELSE false END)"
+    )
+
+
+def valid_time(col: str, dialect: str) -> str:
+    if dialect == "sqlite":
+        return f"(time({col}) = {col})"
+    return f"({col} ~ {_PG_TIME_RE})"
+
+
+def finite_number(col: str, dialect: str) -> str:
+    """SQL true for a finite number: false for NULL, text, +-Infinity and PostgreSQL's NaN
+    (NaN sorts above every number there; SQLite has no NaN and stores it as NULL)."""
+    if dialect == "sqlite":
+        return f"({col} BETWEEN -1.7e308 AND 1.7e308)"
+    return (
+        f"({col} BETWEEN CAST(-1.7e308 AS double precision) AND CAST(1.7e308 AS double precision))"
+    )
+
+
+def collate_c(dialect: str) -> str:
+    """Byte-order collation, so PostgreSQL sorts text exactly like SQLite."""
+    return ' COLLATE "C"' if dialect == "postgresql" else ""
+
+
+@dataclass(frozen=True)
+class TableRules:
+    table: str
+    id_column: str
+    alias: str
+    rules: tuple[tuple[str, str], ...]  # (reason, SQL true for a good row)
+
+    @property
+    def valid(self) -> str:
+        """SQL true exactly for rows passing every rule (NULL counts as failing)."""
+        if not self.rules:
+            return "(1 = 1)"
+        return "(" + " AND ".join(f"COALESCE({sql}, false)" for _, sql in self.rules) + ")"
+
+    @property
+    def reason(self) -> str:
+        """SQL giving the first failing rule's reason, or NULL for a good row."""
+        if not self.rules:
+            return "CAST(NULL AS text)"
+        whens = " ".join(
+            f"WHEN NOT COALESCE({sql}, false) THEN '{reason}'" for reason, sql in self.rules
+        )
+        return f"(CASE {whens} END)"
+
+
+def _duplicate_rule(table: str, id_col: str, alias: str) -> tuple[str, str]:
+    return (
+        f"duplicate {id_col}",
+        f"({alias}.{id_col} NOT IN (SELECT {id_col} FROM {table} "  # noqa: S608 (constant names)
+        f"WHERE {id_col} IS NOT NULL "
+        f"GROUP BY {id_col} HAVING count(*) > 1))",
+    )
+
+
+@cache
+def _session_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
+    s = alias
+    rules = [
+        (
+            "missing session_id or user_id",
+            f"({s}.session_id IS NOT NULL AND {s}.user_id IS NOT NULL)",
+        ),
+        ("unparsable event_date", valid_date(f"{s}.event_date", dialect)),
+        ("unparsable event_time", valid_time(f"{s}.event_time", dialect)),
+        (
+            "missing channel_name",
+            f"({s}.channel_name IS NOT NULL AND trim({s}.channel_name) <> '')",
+        ),
+        (
+            "engagement flag not 0/1",
+            f"({s}.holder_engagement IN (0, 1) AND {s}.closer_engagement IN (0, 1) "
+            f"AND {s}.impression_interaction IN (0, 1))",
+        ),
+    ]
+    if dedupe:
+        rules.append(_duplicate_rule("session_sources", "session_id", s))
+    return TableRules("session_sources", "session_id", s, tuple(rules))
+
+
+@cache
+def _conversion_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
+    c = alias
+    rules = [
+        ("missing conv_id or user_id", f"({c}.conv_id IS NOT NULL AND {c}.user_id IS NOT NULL)"),
+        ("unparsable conv_date", valid_date(f"{c}.conv_date", dialect)),
+        ("unparsable conv_time", valid_time(f"{c}.conv_time", dialect)),
+        (
+            "revenue missing, negative or not a number",
+            f"({finite_number(f'{c}.revenue', dialect)} AND {c}.revenue >= 0)",
+        ),
+    ]
+    if dedupe:
+        rules.append(_duplicate_rule("conversions", "conv_id", c))
+    return TableRules("conversions", "conv_id", c, tuple(rules))
+
+
+@cache
+def _cost_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
+    k = alias
+    rules = [
+        ("missing session_id", f"({k}.session_id IS NOT NULL)"),
+        ("cost not a number", f"({k}.cost IS NULL OR {finite_number(f'{k}.cost', dialect)})"),
+    ]
+    if dedupe:
+        rules.append(_duplicate_rule("session_costs", "session_id", k))
+    return TableRules("session_costs", "session_id", k, tuple(rules))
+
+
+@dataclass(frozen=True)
+class InputRules:
+    """The rules of the three input tables for one database."""
+
+    dialect: str
+    sessions_dedupe: bool
+    conversions_dedupe: bool
+    costs_dedupe: bool
+
+    @classmethod
+    def for_engine(cls, engine: sa.Engine) -> InputRules:
+        # Duplicate ids are only possible (and only checked) when the user's table lacks a key.
+        return cls(
+            dialect=engine.dialect.name,
+            sessions_dedupe=not has_unique_key(engine, "session_sources", ["session_id"]),
+            conversions_dedupe=not has_unique_key(engine, "conversions", ["conv_id"]),
+            costs_dedupe=not has_unique_key(engine, "session_costs", ["session_id"]),
+        )
+
+    def sessions(self, alias: str = "s") -> TableRules:
+        return _session_rules(self.dialect, self.sessions_dedupe, alias)
+
+    def conversions(self, alias: str = "c") -> TableRules:
+        return _conversion_rules(self.dialect, self.conversions_dedupe, alias)
+
+    def costs(self, alias: str = "k") -> TableRules:
+        return _cost_rules(self.dialect, self.costs_dedupe, alias)
+
+    def reportable_day(self, alias: str) -> str:
+        """SQL true when ``alias.channel_name`` and ``alias.event_date`` can key a report row.
+
+        Spend is real even when a session is unusable for journeys (bad time or flags), so a
+        session's cost is reported whenever its channel and date are usable.
+        """
+        session = dict(self.sessions(alias).rules)
+        return (
+            f"(COALESCE({session['missing channel_name']}, false) "
+            f"AND COALESCE({session['unparsable event_date']}, false))"
+        )

@@ -1,0 +1,196 @@
+"""Tables of the attribution pipeline.
+
+The five challenge tables keep the exact contract (names, columns, keys). Everything
+growthflow adds lives in tables prefixed ``gf_`` next to them: per-session phase values and
+the model of each stored attribution, the run log, and the staging tables of a run (journeys,
+their sessions, and the batch plan), keyed by ``run_id`` so that steps running as separate
+processes (CLI or Airflow tasks) hand data to each other through the database.
+
+``REAL`` is SQLite's 8-byte float. PostgreSQL's ``real`` is only 4 bytes, so on PostgreSQL the
+tables growthflow creates use ``double precision`` to keep revenue and ihc exact.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from growthflow.database import missing_columns, missing_tables, translate_errors
+from growthflow.errors import DatabaseError
+
+FLOAT = sa.REAL().with_variant(sa.Double(), "postgresql")
+TEXT = sa.Text()
+
+metadata = sa.MetaData()
+
+# --- the challenge contract -------------------------------------------------------------
+session_sources = sa.Table(
+    "session_sources",
+    metadata,
+    sa.Column("session_id", TEXT, primary_key=True),
+    sa.Column("user_id", TEXT, nullable=False),
+    sa.Column("event_date", TEXT, nullable=False),
+    sa.Column("event_time", TEXT, nullable=False),
+    sa.Column("channel_name", TEXT, nullable=False),
+    sa.Column("holder_engagement", sa.Integer, nullable=False),
+    sa.Column("closer_engagement", sa.Integer, nullable=False),
+    sa.Column("impression_interaction", sa.Integer, nullable=False),
+)
+conversions = sa.Table(
+    "conversions",
+    metadata,
+    sa.Column("conv_id", TEXT, primary_key=True),
+    sa.Column("user_id", TEXT, nullable=False),
+    sa.Column("conv_date", TEXT, nullable=False),
+    sa.Column("conv_time", TEXT, nullable=False),
+    sa.Column("revenue", FLOAT, nullable=False),
+)
+session_costs = sa.Table(
+    "session_costs",
+    metadata,
+    sa.Column("session_id", TEXT, primary_key=True),
+    sa.Column("cost", FLOAT, nullable=True),
+)
+attribution_customer_journey = sa.Table(
+    "attribution_customer_journey",
+    metadata,
+    sa.Column("conv_id", TEXT, primary_key=True),
+    sa.Column("session_id", TEXT, primary_key=True),
+    sa.Column("ihc", FLOAT, nullable=False),
+)
+channel_reporting = sa.Table(
+    "channel_reporting",
+    metadata,
+    sa.Column("channel_name", TEXT, primary_key=True),
+    sa.Column("date", TEXT, primary_key=True),
+    sa.Column("cost", FLOAT),
+    sa.Column("ihc", FLOAT),
+    sa.Column("ihc_revenue", FLOAT),
+)
+
+INPUT_TABLES = (session_sources, conversions, session_costs)
+OUTPUT_TABLES = (attribution_customer_journey, channel_reporting)
+
+# --- growthflow's own tables --------------------------------------------------------------
+attribution_detail = sa.Table(
+    "gf_attribution_detail",
+    metadata,
+    sa.Column("conv_id", TEXT, primary_key=True),
+    sa.Column("session_id", TEXT, primary_key=True),
+    sa.Column("initializer", FLOAT),
+    sa.Column("holder", FLOAT),
+    sa.Column("closer", FLOAT),
+    sa.Column("model", TEXT, nullable=False),
+    sa.Column("run_id", TEXT, nullable=False),
+)
+runs = sa.Table(
+    "gf_runs",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("started_at", TEXT, nullable=False),
+    sa.Column("finished_at", TEXT),
+    sa.Column("status", TEXT, nullable=False),
+    sa.Column("start_date", TEXT, nullable=False),
+    sa.Column("end_date", TEXT, nullable=False),
+    sa.Column("config", TEXT, nullable=False),
+    sa.Column("summary", TEXT),
+)
+journeys = sa.Table(
+    "gf_journeys",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("journey_no", sa.Integer, primary_key=True),
+    sa.Column("conv_id", TEXT, nullable=False),
+    sa.Column("user_id", TEXT, nullable=False),
+    sa.Column("conv_ts", TEXT, nullable=False),
+    sa.Column("n_candidates", sa.Integer, nullable=False),
+    sa.Column("n_sessions", sa.Integer, nullable=False),
+)
+journey_sessions = sa.Table(
+    "gf_journey_sessions",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("journey_no", sa.Integer, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("session_id", TEXT, nullable=False),
+    sa.Column("event_ts", TEXT, nullable=False),
+    sa.Column("channel_name", TEXT, nullable=False),
+    sa.Column("holder_engagement", sa.Integer, nullable=False),
+    sa.Column("closer_engagement", sa.Integer, nullable=False),
+    sa.Column("impression_interaction", sa.Integer, nullable=False),
+)
+batches = sa.Table(
+    "gf_batches",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("batch_no", sa.Integer, primary_key=True),
+    sa.Column("journey_no", sa.Integer, primary_key=True),
+)
+
+cost_days = sa.Table(
+    "gf_cost_days",
+    metadata,
+    sa.Column("run_id", TEXT, nullable=False, index=True),
+    sa.Column("channel_name", TEXT),
+    sa.Column("event_date", TEXT),
+    sa.Column("cost", FLOAT, nullable=False),
+    sa.Column("sessions", sa.Integer, nullable=False),
+    sa.Column("duplicates", sa.Integer, nullable=False),
+)
+
+STAGING_TABLES = (journeys, journey_sessions, batches, cost_days)
+
+# Indexes growthflow adds to the user's tables (never columns or rows). The journey query
+# looks sessions up by user in time order, and conversions by date.
+USER_TABLE_INDEXES = (
+    sa.Index(
+        "gf_ix_session_sources_user_ts",
+        session_sources.c.user_id,
+        session_sources.c.event_date,
+        session_sources.c.event_time,
+    ),
+    sa.Index("gf_ix_conversions_date", conversions.c.conv_date),
+    # Covering index in report order: the report's GROUP BY streams with no sort.
+    sa.Index(
+        "gf_ix_session_sources_channel_day",
+        session_sources.c.channel_name,
+        session_sources.c.event_date,
+        session_sources.c.session_id,
+    ),
+    # Covering index: the report looks up every session's cost, and with the cost in the
+    # index SQLite needs one B-tree search per session instead of two.
+    sa.Index("gf_ix_session_costs_cost", session_costs.c.session_id, session_costs.c.cost),
+)
+OWN_TABLE_INDEXES = (sa.Index("gf_ix_journeys_conv", journeys.c.run_id, journeys.c.conv_id),)
+
+
+def init_db(engine: sa.Engine, *, inputs: bool = True) -> None:
+    """Create whatever is missing, idempotently; never alter an existing table.
+
+    With ``inputs=False`` the input tables must already exist (a run refuses to invent
+    empty source tables); their columns are checked either way.
+    """
+    with translate_errors(engine):
+        if not inputs:
+            missing = missing_tables(engine, (t.name for t in INPUT_TABLES))
+            if missing:
+                raise DatabaseError(
+                    f"missing input tables: {', '.join(missing)} (load them, or run "
+                    "`growthflow attribution init-db` / `growthflow attribution demo-data`)"
+                )
+        with engine.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+        check_columns(engine)
+        with engine.begin() as conn:
+            for index in USER_TABLE_INDEXES + OWN_TABLE_INDEXES:
+                index.create(conn, checkfirst=True)
+
+
+def check_columns(engine: sa.Engine) -> None:
+    """Fail with one message when a user table lacks a column of the contract."""
+    problems = []
+    for table in INPUT_TABLES + OUTPUT_TABLES:
+        absent = missing_columns(engine, table.name, (c.name for c in table.columns))
+        if absent:
+            problems.append(f"{table.name} lacks {', '.join(absent)}")
+    if problems:
+        raise DatabaseError("tables do not match the attribution contract: " + "; ".join(problems))

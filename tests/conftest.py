@@ -1,0 +1,133 @@
+"""Fixtures: every database test runs on SQLite and on the real PostgreSQL server.
+
+PostgreSQL: one throwaway database per test session (created and dropped here), one fresh
+schema per test. The server defaults to 127.0.0.1:5432 as user postgres; set
+GROWTHFLOW_TEST_POSTGRES_URL to use another. When it cannot be reached the PostgreSQL tests
+are skipped locally, and fail under CI (CI=true), so a green CI always means both backends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from growthflow.attribution import schema
+from growthflow.attribution.pipeline import RunConfig, RunSummary, run_attribution
+from growthflow.database import create_engine
+
+ADMIN_URL = os.environ.get(
+    "GROWTHFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+_schema_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"growthflow_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        message = f"PostgreSQL not reachable at {ADMIN_URL}: {str(exc.orig).strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    url = sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@dataclass
+class Db:
+    """A database for one test: its URL, schema and engine."""
+
+    url: str
+    schema: str | None
+    engine: sa.Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def cli_args(self) -> list[str]:
+        return ["--db", self.url] + (["--schema", self.schema] if self.schema else [])
+
+    def load(self, sessions=(), conversions=(), costs=()) -> None:
+        """Create the contract tables (if missing) and insert rows given as tuples."""
+        schema.init_db(self.engine)
+        with self.engine.begin() as conn:
+            for table, rows in (
+                (schema.session_sources, sessions),
+                (schema.conversions, conversions),
+                (schema.session_costs, costs),
+            ):
+                if rows:
+                    cols = [c.name for c in table.columns]
+                    conn.execute(sa.insert(table), [dict(zip(cols, r, strict=True)) for r in rows])
+
+    def create_loose_tables(self) -> None:
+        """Input tables the way users build them by hand: no keys, no NOT NULL."""
+        with self.engine.begin() as conn:
+            for table in schema.INPUT_TABLES:
+                cols = ", ".join(
+                    f"{c.name} {c.type.compile(self.engine.dialect)}" for c in table.columns
+                )
+                conn.execute(sa.text(f"CREATE TABLE {table.name} ({cols})"))
+
+    def rows(self, sql: str, **params) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params)]
+
+    def attribution(self) -> dict[tuple[str, str], float]:
+        return {
+            (c, s): v
+            for c, s, v in self.rows(
+                "SELECT conv_id, session_id, ihc FROM attribution_customer_journey"
+            )
+        }
+
+    def run(self, start: str, end: str, csv_path: Path | None = None, **config) -> RunSummary:
+        cfg = RunConfig.build(
+            start=date.fromisoformat(start), end=date.fromisoformat(end), **config
+        )
+        return run_attribution(self.engine, cfg, csv_path=csv_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Iterator[Db]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        engine = create_engine(url, create=True)
+        yield Db(url, None, engine)
+        engine.dispose()
+        return
+    url = request.getfixturevalue("postgres_url")
+    name = f"t{next(_schema_numbers)}_{uuid.uuid4().hex[:6]}"
+    engine = create_engine(url, schema=name, create=True)
+    yield Db(url, name, engine)
+    engine.dispose()
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    admin.dispose()
+
+
+def session(sid, user, day, time, channel="Paid Search Brand", holder=1, closer=1, impression=0):
+    return (sid, user, day, time, channel, holder, closer, impression)
+
+
+def conversion(cid, user, day, time, revenue=100.0):
+    return (cid, user, day, time, revenue)

@@ -1,0 +1,150 @@
+"""The command line: the README's flow, configuration, and user errors without tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("GROWTHFLOW_DATABASE_URL", None) if env is None else None
+    return subprocess.run(
+        [sys.executable, "-m", "growthflow", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_demo_run_export_end_to_end(db, tmp_path):
+    args = db.cli_args()
+    r = cli("attribution", "demo-data", *args, "--scale", "0.01", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert "4,500 sessions" in r.stdout
+    again = cli("attribution", "demo-data", *args, "--scale", "0.01")
+    assert again.returncode != 0 and "--force" in again.stderr and "Traceback" not in again.stderr
+    out = tmp_path / "out" / "report.csv"
+    r = cli(
+        "attribution",
+        "run",
+        *args,
+        "--start",
+        "2023-09-01",
+        "--end",
+        "2023-09-07",
+        "--csv",
+        str(out),
+        "--model",
+        "position-based",
+    )
+    assert r.returncode == 0, r.stderr
+    for label in (
+        "conversions in range",
+        "journeys truncated",
+        "conversions without a journey",
+        "attribution rows written",
+        "time: journeys",
+    ):
+        assert label in r.stdout
+    exported = tmp_path / "exported.csv"
+    r = cli("attribution", "export", *args, "--csv", str(exported))
+    assert r.returncode == 0, r.stderr
+    assert exported.read_bytes() == out.read_bytes()
+
+
+def test_database_url_from_environment(tmp_path):
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    assert cli("attribution", "init-db", env={"GROWTHFLOW_DATABASE_URL": url}).returncode == 0
+    assert (tmp_path / "env.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--db", "sqlite:///{tmp}/nope.db"], "database file not found"),
+        (["--db", "not a url"], "not a valid database URL"),
+        (["--db", "mysql://x@127.0.0.1/db"], "unsupported database backend"),
+        (["--db", "postgresql://growthflow:s3cr3t-pw@127.0.0.1:1/db"], "cannot use database"),
+        (["--db", "sqlite:///{tmp}/x.db", "--schema", "s"], "PostgreSQL only"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    (tmp_path / "x.db").touch()
+    r = cli("attribution", "run", *args, "--start", "2023-09-01", "--end", "2023-09-02")
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert "s3cr3t-pw" not in r.stderr + r.stdout
+
+
+def test_invalid_settings_are_reported(tmp_path):
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    assert cli("attribution", "init-db", "--db", db).returncode == 0
+    r = cli("attribution", "run", "--db", db, "--start", "2023-09-05", "--end", "2023-09-01")
+    assert r.returncode == 2 and "end 2023-09-01 is before start 2023-09-05" in r.stderr
+    r = cli(
+        "attribution",
+        "run",
+        "--db",
+        db,
+        "--start",
+        "2023-09-01",
+        "--end",
+        "2023-09-02",
+        "--max-sessions",
+        "50",
+    )
+    assert r.returncode == 2 and "cannot exceed max_sessions" in r.stderr
+    r = cli(
+        "attribution",
+        "run",
+        "--db",
+        db,
+        "--start",
+        "2023-09-01",
+        "--end",
+        "2023-09-02",
+        "--model",
+        "nope",
+    )
+    assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
+    r = cli("attribution", "run", "--db", db, "--start", "2023-09-31", "--end", "2023-09-02")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_missing_tables_message(tmp_path):
+    (tmp_path / "empty.db").touch()
+    r = cli(
+        "attribution",
+        "run",
+        "--db",
+        f"sqlite:///{tmp_path / 'empty.db'}",
+        "--start",
+        "2023-09-01",
+        "--end",
+        "2023-09-02",
+    )
+    assert r.returncode == 1
+    assert "missing input tables: session_sources, conversions, session_costs" in r.stderr
+
+
+def test_help_lists_the_commands():
+    r = cli("attribution", "--help")
+    assert r.returncode == 0
+    for command in ("demo-data", "init-db", "run", "export"):
+        assert command in r.stdout
+
+
+def test_readme_demo_command_is_the_makefile_target():
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "attribution run --db $(DEMO_DB) --start 2023-09-01 --end 2023-09-07" in makefile
+    assert "make demo" in readme and "make test" in readme

@@ -1,0 +1,170 @@
+"""channel_reporting and the CSV export, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import conversion, session
+from growthflow.attribution import schema
+from growthflow.attribution.demo import generate_demo_data
+from growthflow.attribution.export import HEADER, export_csv
+
+
+def report(db):
+    return {
+        (ch, d): (cost, ihc, rev)
+        for ch, d, cost, ihc, rev in db.rows(
+            "SELECT channel_name, date, cost, ihc, ihc_revenue FROM channel_reporting"
+        )
+    }
+
+
+@pytest.fixture
+def small(db):
+    db.load(
+        sessions=[
+            session("a1", "u", "2023-09-01", "10:00:00", "Paid"),
+            session("a2", "u", "2023-09-02", "10:00:00", "Organic"),
+            session("b1", "v", "2023-09-02", "09:00:00", "Paid"),
+            session("n1", "x", "2023-09-02", "09:00:00", "Display"),  # cost, never attributed
+            session("n2", "x", "2023-09-03", "09:00:00", "Paid"),  # NULL cost row
+            session("n3", "x", "2023-09-03", "10:00:00", "Paid"),  # no cost row
+        ],
+        conversions=[
+            conversion("cu", "u", "2023-09-02", "11:00:00", 200.0),
+            conversion("cv", "v", "2023-09-02", "12:00:00", 50.0),
+        ],
+        costs=[("a1", 1.5), ("a2", None), ("b1", 2.0), ("n1", 4.0), ("n2", None)],
+    )
+    return db
+
+
+def test_channel_reporting_rows_and_totals(small, tmp_path):
+    db = small
+    db.run("2023-09-01", "2023-09-30", model="linear")
+    rows = report(db)
+    assert set(rows) == {
+        ("Paid", "2023-09-01"),
+        ("Organic", "2023-09-02"),
+        ("Paid", "2023-09-02"),
+        ("Display", "2023-09-02"),
+        ("Paid", "2023-09-03"),
+    }
+    assert rows[("Paid", "2023-09-01")] == pytest.approx((1.5, 0.5, 100.0))
+    assert rows[("Organic", "2023-09-02")] == pytest.approx((0.0, 0.5, 100.0))
+    assert rows[("Paid", "2023-09-02")] == pytest.approx((2.0, 1.0, 50.0))
+    assert rows[("Display", "2023-09-02")] == pytest.approx((4.0, 0.0, 0.0))  # cost, no credit
+    assert rows[("Paid", "2023-09-03")] == pytest.approx((0.0, 0.0, 0.0))  # NULL and missing
+    total_cost = db.rows("SELECT SUM(cost) FROM session_costs")[0][0]
+    assert sum(r[0] for r in rows.values()) == pytest.approx(total_cost)
+    assert sum(r[1] for r in rows.values()) == pytest.approx(2.0)  # attributed conversions
+    assert sum(r[2] for r in rows.values()) == pytest.approx(250.0)  # their revenue
+
+
+def test_csv_format(small, tmp_path):
+    small.run("2023-09-01", "2023-09-30", model="linear", csv_path=tmp_path / "out.csv")
+    text = (tmp_path / "out.csv").read_text()
+    lines = text.splitlines()
+    assert lines[0] == ",".join(HEADER)
+    assert lines[1:] == [
+        "Display,2023-09-02,4.0,0.0,0.0,,0.0",
+        "Organic,2023-09-02,0.0,0.5,100.0,0.0,",
+        "Paid,2023-09-01,1.5,0.5,100.0,3.0,66.66666666666667",
+        "Paid,2023-09-02,2.0,1.0,50.0,2.0,25.0",
+        "Paid,2023-09-03,0.0,0.0,0.0,,",
+    ]
+    assert "inf" not in text and "nan" not in text.lower()
+
+
+def test_a_session_in_two_journeys_counts_its_cost_once(db):
+    db.load(
+        sessions=[session("s1", "u", "2023-09-01", "10:00:00", "Paid")],
+        conversions=[
+            conversion("c1", "u", "2023-09-02", "10:00:00", 10.0),
+            conversion("c2", "u", "2023-09-03", "10:00:00", 30.0),
+        ],
+        costs=[("s1", 5.0)],
+    )
+    db.run("2023-09-01", "2023-09-30")
+    assert report(db) == {("Paid", "2023-09-01"): pytest.approx((5.0, 2.0, 40.0))}
+
+
+def snapshot(db):
+    tables = ("attribution_customer_journey", "channel_reporting", "gf_attribution_detail")
+    return {
+        t: db.rows(f"SELECT * FROM {t} ORDER BY 1, 2")
+        if t != "gf_attribution_detail"
+        else db.rows(
+            "SELECT conv_id, session_id, initializer, holder, closer, model "
+            "FROM gf_attribution_detail ORDER BY 1, 2"
+        )
+        for t in tables
+    }
+
+
+def test_rerun_gives_identical_tables_and_csv_bytes(db, tmp_path):
+    generate_demo_data(db.engine, scale=0.01, seed=3)
+    first = db.run("2023-09-01", "2023-09-07", csv_path=tmp_path / "a.csv")
+    before = snapshot(db)
+    second = db.run("2023-09-01", "2023-09-07", csv_path=tmp_path / "b.csv")
+    assert snapshot(db) == before
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert first.rows_written == second.rows_written > 0
+    assert len(before["attribution_customer_journey"]) == first.sessions
+    # An overlapping range replaces only its own conversions, never duplicates them.
+    db.run("2023-09-05", "2023-09-10")
+    keys = db.rows("SELECT conv_id, session_id FROM attribution_customer_journey")
+    assert len(keys) == len(set(keys))
+    per_conversion = db.rows(
+        "SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id"
+    )
+    assert all(abs(total - 1) < 1e-9 for _, total in per_conversion)
+
+
+def test_demo_totals_match_inputs(db, tmp_path):
+    generate_demo_data(db.engine, scale=0.02, seed=5)
+    summary = db.run("2023-09-01", "2023-09-10", csv_path=tmp_path / "r.csv")
+    (cost_total,) = db.rows("SELECT SUM(cost) FROM session_costs")[0]
+    (n_attributed,) = db.rows("SELECT COUNT(DISTINCT conv_id) FROM attribution_customer_journey")[0]
+    (revenue,) = db.rows(
+        "SELECT SUM(revenue) FROM conversions WHERE conv_id IN "
+        "(SELECT conv_id FROM attribution_customer_journey)"
+    )[0]
+    cost, ihc, ihc_revenue = db.rows(
+        "SELECT SUM(cost), SUM(ihc), SUM(ihc_revenue) FROM channel_reporting"
+    )[0]
+    assert cost == pytest.approx(cost_total, rel=1e-12)
+    assert ihc == pytest.approx(n_attributed, rel=1e-12)
+    assert ihc == pytest.approx(summary.journeys, rel=1e-12)
+    assert ihc_revenue == pytest.approx(revenue, rel=1e-12)
+    with open(tmp_path / "r.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert (
+        len(rows) == summary.report_rows == db.rows("SELECT COUNT(*) FROM channel_reporting")[0][0]
+    )
+    assert [(r["channel_name"], r["date"]) for r in rows] == sorted(
+        (r["channel_name"], r["date"]) for r in rows
+    )
+
+
+def test_export_without_rerun(small, tmp_path):
+    small.run("2023-09-01", "2023-09-30", model="linear", csv_path=tmp_path / "run.csv")
+    assert export_csv(small.engine, tmp_path / "export.csv") == 5
+    assert (tmp_path / "run.csv").read_bytes() == (tmp_path / "export.csv").read_bytes()
+
+
+def test_init_db_never_alters_existing_tables(db):
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE channel_reporting (channel_name text, date text, "
+                "cost real, ihc real, ihc_revenue real, note text)"
+            )
+        )
+    schema.init_db(db.engine)
+    schema.init_db(db.engine)
+    cols = [c["name"] for c in sa.inspect(db.engine).get_columns("channel_reporting")]
+    assert cols == ["channel_name", "date", "cost", "ihc", "ihc_revenue", "note"]
