@@ -73,8 +73,9 @@ def main() -> None:
     rows = []
     for scale in args.scales:
         db = ensure_demo(scale)
-        with sqlite3.connect(db) as conn:
-            sessions = conn.execute("SELECT count(*) FROM session_sources").fetchone()[0]
+        conn = sqlite3.connect(db)
+        sessions = conn.execute("SELECT count(*) FROM session_sources").fetchone()[0]
+        conn.close()
         runs = [
             timed_run(db, args.model, DATA / f"out_scale{scale:g}.csv") for _ in range(args.repeat)
         ]

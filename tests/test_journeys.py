@@ -6,9 +6,10 @@ from datetime import date
 
 import pytest
 
-from conftest import conversion, session
 from growthflow.attribution.journeys import build_journeys
 from growthflow.attribution.rules import InputRules
+
+from conftest import conversion, session
 
 
 def staged(db, run_id="r1", **kw):

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
 from growthflow.attribution.models import MODELS, JourneyBatch, load_params
 from growthflow.attribution.providers import LocalProvider
 from growthflow.errors import ConfigError
+
+from conftest import SHARED
 
 PARAMS = load_params()
 
@@ -61,6 +62,12 @@ def test_ihc_sums_to_one_per_journey_for_every_model(model):
 
 def ihc(model, lengths, **kw):
     return LocalProvider(model).attribute(make_batch(lengths, **kw)).ihc
+
+
+def test_the_last_session_of_each_journey_carries_the_conversion():
+    batch = make_batch([3, 1, 2])
+    np.testing.assert_array_equal(batch.conversion, [0, 0, 1, 1, 0, 1])
+    np.testing.assert_array_equal(batch.position, [0, 1, 2, 0, 0, 1])
 
 
 def test_classic_models_exact_values():

@@ -7,10 +7,11 @@ import csv
 import pytest
 import sqlalchemy as sa
 
-from conftest import conversion, session
 from growthflow.attribution import schema
 from growthflow.attribution.demo import generate_demo_data
 from growthflow.attribution.export import HEADER, export_csv
+
+from conftest import conversion, session
 
 
 def report(db):

@@ -171,6 +171,11 @@ class JourneyBatch:
     def is_last(self) -> np.ndarray:
         return self.position == np.repeat(self.lengths, self.lengths) - 1
 
+    @property
+    def conversion(self) -> np.ndarray:
+        """(S,) int8: 1 on the last session of each journey (the IHC API's ``conversion``)."""
+        return self.is_last.astype(np.int8)
+
     def journey_sum(self, values: np.ndarray) -> np.ndarray:
         """(J, ...) sum of per-session ``values`` over each journey."""
         return np.add.reduceat(values, self.offsets[:-1], axis=0)

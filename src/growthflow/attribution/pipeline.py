@@ -159,56 +159,67 @@ def run_attribution(
             rules = InputRules.for_engine(engine)
             start_run(engine, run_id, config)
         status = "failed"
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gf-costs") as pool:
-            try:
+        try:
+            # Leaving this block waits for the cost scan, also after a failure, so nothing
+            # is staged after the run has cleaned up.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gf-costs") as pool:
                 costs = pool.submit(
                     _timed_call, summary, "costs (parallel)", aggregate_costs, engine, run_id, rules
                 )
-                with _timed(summary, "check inputs"):
-                    summary.skipped = check_inputs(engine, rules, config.start, config.end)
-                with _timed(summary, "journeys"):
-                    stats = build_journeys(
-                        engine,
-                        run_id,
-                        config.start,
-                        config.end,
-                        rules=rules,
-                        max_journey_sessions=config.max_journey_sessions,
-                        lookback_days=config.lookback_days,
-                    )
-                summary.conversions = stats.conversions
-                summary.journeys = stats.journeys
-                summary.sessions = stats.sessions
-                summary.truncated = stats.truncated
-                summary.without_journey = stats.without_journey
-                with _timed(summary, "batches"):
-                    batch_nos = plan_batches(
-                        engine,
-                        run_id,
-                        max_journeys=config.max_journeys,
-                        max_sessions=config.max_sessions,
-                    )
-                summary.batches = len(batch_nos)
-                if on_plan is not None:
-                    on_plan(len(batch_nos))
-                with _timed(summary, "attribute"):
-                    attributed = attribute_batches(
-                        engine, run_id, batch_nos, provider, on_batch=on_batch
-                    )
-                summary.rows_written = attributed.rows_written
+                _run_steps(engine, config, summary, rules, provider, on_plan, on_batch)
                 with _timed(summary, "report"):
                     costs.result()
                     report = rebuild_channel_reporting(engine, run_id, rules)
-                summary.report_rows = report.rows
-                summary.skipped += report.skipped
-                log_skipped(summary.skipped)
-                if csv_path is not None:
-                    with _timed(summary, "export"):
-                        summary.csv_rows = export_csv(engine, csv_path)
-                status = "succeeded"
-            finally:
-                _finish_quietly(engine, summary, status)
+            summary.report_rows = report.rows
+            summary.skipped += report.skipped
+            log_skipped(summary.skipped)
+            if csv_path is not None:
+                with _timed(summary, "export"):
+                    summary.csv_rows = export_csv(engine, csv_path)
+            status = "succeeded"
+        finally:
+            _finish_quietly(engine, summary, status)
     return summary
+
+
+def _run_steps(
+    engine: sa.Engine,
+    config: RunConfig,
+    summary: RunSummary,
+    rules: InputRules,
+    provider: Provider,
+    on_plan: Callable[[int], None] | None,
+    on_batch: Callable[[JourneyBatch], None] | None,
+) -> None:
+    """Check inputs, build journeys, plan batches and attribute them."""
+    run_id = summary.run_id
+    with _timed(summary, "check inputs"):
+        summary.skipped = check_inputs(engine, rules, config.start, config.end)
+    with _timed(summary, "journeys"):
+        stats = build_journeys(
+            engine,
+            run_id,
+            config.start,
+            config.end,
+            rules=rules,
+            max_journey_sessions=config.max_journey_sessions,
+            lookback_days=config.lookback_days,
+        )
+    summary.conversions = stats.conversions
+    summary.journeys = stats.journeys
+    summary.sessions = stats.sessions
+    summary.truncated = stats.truncated
+    summary.without_journey = stats.without_journey
+    with _timed(summary, "batches"):
+        batch_nos = plan_batches(
+            engine, run_id, max_journeys=config.max_journeys, max_sessions=config.max_sessions
+        )
+    summary.batches = len(batch_nos)
+    if on_plan is not None:
+        on_plan(len(batch_nos))
+    with _timed(summary, "attribute"):
+        attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
+    summary.rows_written = attributed.rows_written
 
 
 def _timed_call(summary: RunSummary, step: str, fn: Callable, *args):
