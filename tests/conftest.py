@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from growthflow.attribution import schema
+from growthflow.attribution.models import JourneyBatch
 from growthflow.attribution.pipeline import RunConfig, RunSummary, run_attribution
 from growthflow.database import create_engine
 
@@ -131,3 +133,27 @@ def session(sid, user, day, time, channel="Paid Search Brand", holder=1, closer=
 
 def conversion(cid, user, day, time, revenue=100.0):
     return (cid, user, day, time, revenue)
+
+
+def make_batch(lengths, hours=None, channels=None, holder=None, closer=None, conv_gap_h=1.0):
+    """Journeys with the given lengths; ``hours`` are session times in hours (per session)."""
+    lengths = np.asarray(lengths)
+    n = int(lengths.sum())
+    offsets = np.r_[0, np.cumsum(lengths)]
+    if hours is None:
+        hours = np.concatenate([np.arange(k) * 5.0 for k in lengths]) if n else np.zeros(0)
+    base = np.datetime64("2023-09-01T00:00:00")
+    ts = base + (np.asarray(hours) * 3600).astype("timedelta64[s]")
+    last = ts[offsets[1:] - 1]
+    return JourneyBatch(
+        batch_no=0,
+        conv_ids=np.array([f"c{j}" for j in range(len(lengths))], dtype=object),
+        conv_ts=last + np.timedelta64(int(conv_gap_h * 3600), "s"),
+        offsets=offsets,
+        session_ids=np.array([f"s{i}" for i in range(n)], dtype=object),
+        ts=ts,
+        channel=np.array(channels if channels is not None else ["A"] * n, dtype=object),
+        holder_engagement=np.asarray(holder if holder is not None else [1] * n, dtype=np.int8),
+        closer_engagement=np.asarray(closer if closer is not None else [1] * n, dtype=np.int8),
+        impression_interaction=np.zeros(n, dtype=np.int8),
+    )

@@ -186,6 +186,7 @@ def test_staging_rows_are_removed_after_a_run(db):
     assert db.rows("SELECT status FROM gf_runs WHERE run_id = :r", r=summary.run_id) == [
         ("succeeded",)
     ]
-    assert db.rows("SELECT model, run_id FROM gf_attribution_detail") == [
-        ("local:ihc", summary.run_id)
+    assert db.rows("SELECT conv_id, model, run_id FROM gf_attributed_conversions") == [
+        ("c", "local:ihc", summary.run_id)
     ]
+    assert db.rows("SELECT * FROM gf_attribution_detail") == [("c", "s", 1.0, 0.0, 1.0)]

@@ -13,33 +13,9 @@ from growthflow.attribution.models import MODELS, JourneyBatch, load_params
 from growthflow.attribution.providers import LocalProvider
 from growthflow.errors import ConfigError
 
-from conftest import SHARED
+from conftest import SHARED, make_batch
 
 PARAMS = load_params()
-
-
-def make_batch(lengths, hours=None, channels=None, holder=None, closer=None, conv_gap_h=1.0):
-    """Journeys with the given lengths; ``hours`` are session times in hours (per session)."""
-    lengths = np.asarray(lengths)
-    n = int(lengths.sum())
-    offsets = np.r_[0, np.cumsum(lengths)]
-    if hours is None:
-        hours = np.concatenate([np.arange(k) * 5.0 for k in lengths]) if n else np.zeros(0)
-    base = np.datetime64("2023-09-01T00:00:00")
-    ts = base + (np.asarray(hours) * 3600).astype("timedelta64[s]")
-    last = ts[offsets[1:] - 1]
-    return JourneyBatch(
-        batch_no=0,
-        conv_ids=np.array([f"c{j}" for j in range(len(lengths))], dtype=object),
-        conv_ts=last + np.timedelta64(int(conv_gap_h * 3600), "s"),
-        offsets=offsets,
-        session_ids=np.array([f"s{i}" for i in range(n)], dtype=object),
-        ts=ts,
-        channel=np.array(channels if channels is not None else ["A"] * n, dtype=object),
-        holder_engagement=np.asarray(holder if holder is not None else [1] * n, dtype=np.int8),
-        closer_engagement=np.asarray(closer if closer is not None else [1] * n, dtype=np.int8),
-        impression_interaction=np.zeros(n, dtype=np.int8),
-    )
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -68,6 +44,18 @@ def test_the_last_session_of_each_journey_carries_the_conversion():
     batch = make_batch([3, 1, 2])
     np.testing.assert_array_equal(batch.conversion, [0, 0, 1, 1, 0, 1])
     np.testing.assert_array_equal(batch.position, [0, 1, 2, 0, 0, 1])
+
+
+def test_select_and_concat_keep_journeys_whole():
+    batch = make_batch([3, 1, 2], channels=list("abcdef"))
+    picked = batch.select(np.array([2, 0]))
+    assert picked.conv_ids.tolist() == ["c2", "c0"]
+    assert picked.channel.tolist() == ["e", "f", "a", "b", "c"]
+    np.testing.assert_array_equal(picked.offsets, [0, 2, 5])
+    both = JourneyBatch.concat([picked, batch.select(np.array([1]))])
+    assert both.conv_ids.tolist() == ["c2", "c0", "c1"]
+    assert both.session_ids.tolist() == ["s4", "s5", "s0", "s1", "s2", "s3"]
+    np.testing.assert_array_equal(both.conversion, [0, 1, 0, 0, 1, 1])
 
 
 def test_classic_models_exact_values():

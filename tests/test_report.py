@@ -94,14 +94,16 @@ def test_a_session_in_two_journeys_counts_its_cost_once(db):
 
 
 def snapshot(db):
-    tables = ("attribution_customer_journey", "channel_reporting", "gf_attribution_detail")
+    tables = (
+        "attribution_customer_journey",
+        "channel_reporting",
+        "gf_attribution_detail",
+        "gf_attributed_conversions",
+    )
     return {
         t: db.rows(f"SELECT * FROM {t} ORDER BY 1, 2")
-        if t != "gf_attribution_detail"
-        else db.rows(
-            "SELECT conv_id, session_id, initializer, holder, closer, model "
-            "FROM gf_attribution_detail ORDER BY 1, 2"
-        )
+        if t != "gf_attributed_conversions"
+        else db.rows("SELECT conv_id, model, fingerprint FROM gf_attributed_conversions ORDER BY 1")
         for t in tables
     }
 
@@ -169,3 +171,13 @@ def test_init_db_never_alters_existing_tables(db):
     schema.init_db(db.engine)
     cols = [c["name"] for c in sa.inspect(db.engine).get_columns("channel_reporting")]
     assert cols == ["channel_name", "date", "cost", "ihc", "ihc_revenue", "note"]
+
+
+def test_own_tables_from_another_version_give_a_clear_message(db):
+    from growthflow.errors import DatabaseError
+
+    schema.init_db(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE gf_attribution_detail ADD COLUMN model text"))
+    with pytest.raises(DatabaseError, match="gf_attribution_detail were created by another"):
+        schema.init_db(db.engine)

@@ -19,6 +19,8 @@ def setup_logging(level: str = "INFO") -> None:
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
+    # httpx logs every request at INFO; keep the run's output about the run.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def progress() -> Progress:

@@ -6,7 +6,9 @@ Airflow connections and variables.
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///data/growthflow.db"
@@ -23,6 +25,15 @@ class Settings(BaseSettings):
         default=None, description="PostgreSQL schema holding the tables (default: search_path)."
     )
     log_level: str = Field(default="INFO")
+
+    # The IHC attribution API (provider ihc-api). The key is a secret: never logged or stored.
+    ihc_api_key: SecretStr | None = Field(default=None)
+    ihc_api_url: str | None = Field(default=None, description="Default: the commercial API.")
+    ihc_conv_type_id: str | None = Field(default=None)
+    ihc_concurrency: int = Field(default=4, ge=1, le=64)
+    ihc_redistribution_parameter: dict[str, Any] | None = Field(
+        default=None, description="JSON passed through to the API as redistribution_parameter."
+    )
 
 
 def load_settings() -> Settings:

@@ -99,17 +99,20 @@ def _nullable(values: np.ndarray) -> list:
     return [None if v != v else v for v in values.tolist()]  # NaN -> NULL
 
 
-def store_batch(
-    conn: sa.Connection, run_id: str, batch: JourneyBatch, result: Attribution, model: str
+def store_attribution(
+    conn: sa.Connection,
+    run_id: str,
+    batch: JourneyBatch,
+    result: Attribution,
+    model: str,
+    fingerprints: list[str] | None = None,
 ) -> int:
-    """Replace the stored attribution of the batch's conversions (caller owns the transaction)."""
-    b, j = schema.batches, schema.journeys
-    conv_ids = (
-        sa.select(j.c.conv_id)
-        .join(b, sa.and_(b.c.run_id == j.c.run_id, b.c.journey_no == j.c.journey_no))
-        .where(b.c.run_id == run_id, b.c.batch_no == batch.batch_no)
-    )
-    for table in (schema.attribution_customer_journey, schema.attribution_detail):
+    """Replace the stored attribution of the batch's conversions (caller owns the transaction).
+
+    Returns the number of ``attribution_customer_journey`` rows written.
+    """
+    conv_ids = batch.conv_ids.tolist()
+    for table in schema.ATTRIBUTION_TABLES:
         conn.execute(sa.delete(table).where(table.c.conv_id.in_(conv_ids)))
     conv = batch.conv_id_per_session().tolist()
     sessions = batch.session_ids.tolist()
@@ -118,7 +121,6 @@ def store_batch(
         schema.attribution_customer_journey,
         zip(conv, sessions, result.ihc.tolist(), strict=True),
     )
-    n = batch.n_sessions
     bulk_insert(
         conn,
         schema.attribution_detail,
@@ -128,10 +130,14 @@ def store_batch(
             _nullable(result.initializer),
             _nullable(result.holder),
             _nullable(result.closer),
-            [model] * n,
-            [run_id] * n,
             strict=True,
         ),
+    )
+    n = batch.n_journeys
+    bulk_insert(
+        conn,
+        schema.attributed_conversions,
+        zip(conv_ids, [model] * n, [run_id] * n, fingerprints or [None] * n, strict=True),
     )
     return written
 
@@ -151,7 +157,7 @@ def attribute_batches(
             batch = load_batch(conn, run_id, batch_no)
             result = provider.attribute(batch)
             check_attribution(batch, result)
-            stats.rows_written += store_batch(conn, run_id, batch, result, provider.name)
+            stats.rows_written += store_attribution(conn, run_id, batch, result, provider.name)
         stats.batches += 1
         stats.journeys += batch.n_journeys
         stats.sessions += batch.n_sessions

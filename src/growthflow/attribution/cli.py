@@ -109,10 +109,43 @@ def run(
     lookback_days: Annotated[
         int | None, typer.Option(help="Only sessions within N days before the conversion.")
     ] = None,
+    provider: Annotated[
+        str, typer.Option(help="local (a --model computed here) or ihc-api (the IHC API).")
+    ] = "local",
+    conv_type_id: Annotated[
+        str | None, typer.Option(help="IHC conversion type. Default: GROWTHFLOW_IHC_CONV_TYPE_ID.")
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="IHC API endpoint. Default: GROWTHFLOW_IHC_API_URL or the commercial API."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="IHC API key. Prefer GROWTHFLOW_IHC_API_KEY (kept out of shell history).",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="IHC requests in flight. Default: GROWTHFLOW_IHC_CONCURRENCY or 4."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Resend journeys already stored from the IHC API.")
+    ] = False,
+    failures_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where failed conversions are listed (ihc-api). Default: "
+            "growthflow-failures-<run id>.csv here."
+        ),
+    ] = None,
 ) -> None:
     """Attribute conversions with conv_date in [START, END] and rebuild channel_reporting."""
     from growthflow.attribution.pipeline import RunConfig, run_attribution
-    from growthflow.console import console, progress
+    from growthflow.console import console, err_console, progress
 
     t0 = time.perf_counter()
     config = RunConfig.build(
@@ -124,7 +157,11 @@ def run(
         max_sessions=max_sessions,
         max_journey_sessions=max_journey_sessions,
         lookback_days=lookback_days,
+        provider=provider,
     )
+    api = None
+    if config.provider == "ihc-api":
+        api = _api_config(conv_type_id, api_url, api_key, concurrency, force)
     engine = _engine(db, schema)
     with progress() as bar:
         task = bar.add_task("attributing batches", total=None)
@@ -134,8 +171,53 @@ def run(
             csv_path=csv,
             on_plan=lambda n: bar.update(task, total=n),
             on_batch=lambda _batch: bar.advance(task),
+            api=api,
         )
     console.print(_summary_table(summary, csv, time.perf_counter() - t0))
+    if summary.api is not None and summary.api.failures:
+        from growthflow.attribution.ihc_client import write_failures
+
+        path = failures_file or Path(f"growthflow-failures-{summary.run_id}.csv")
+        write_failures(path, summary.api.failures)
+        err_console.print(
+            f"[bold red]error:[/] {len(summary.api.failures):,} conversion(s) failed at the IHC "
+            f"API and were not written; their ids and reasons are in {path}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _api_config(conv_type_id, api_url, api_key, concurrency, force):
+    from pydantic import ValidationError
+
+    from growthflow.attribution.ihc_client import IhcApiConfig
+    from growthflow.settings import load_settings
+
+    settings = load_settings()
+    key = api_key or (settings.ihc_api_key.get_secret_value() if settings.ihc_api_key else None)
+    conv_type_id = conv_type_id or settings.ihc_conv_type_id
+    if not key:
+        raise ConfigError("the ihc-api provider needs an API key: set GROWTHFLOW_IHC_API_KEY")
+    if not conv_type_id:
+        raise ConfigError(
+            "the ihc-api provider needs --conv-type-id (or GROWTHFLOW_IHC_CONV_TYPE_ID)"
+        )
+    values = {
+        "api_key": key,
+        "conv_type_id": conv_type_id,
+        "concurrency": concurrency or settings.ihc_concurrency,
+        "redistribution_parameter": settings.ihc_redistribution_parameter,
+        "force": force,
+    }
+    if api_url or settings.ihc_api_url:
+        values["api_url"] = api_url or settings.ihc_api_url
+    try:
+        return IhcApiConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid IHC API settings: {problems}") from None
 
 
 @app.command("export")
@@ -157,6 +239,32 @@ def export(
     console.print(f"wrote {rows:,} rows to {csv}")
 
 
+@app.command("export-training-set")
+def export_training_set(
+    start: DateOption,
+    end: DateOption,
+    out: Annotated[Path, typer.Option("--out", help="journeys.csv or journeys.json")],
+    db: DbOption = None,
+    schema: SchemaOption = None,
+    max_journey_sessions: Annotated[int, typer.Option(help="Most recent sessions kept.")] = 100,
+    lookback_days: Annotated[int | None, typer.Option(help="Only sessions within N days.")] = None,
+) -> None:
+    """Write journeys in the IHC request format, for training IHC parameters."""
+    from growthflow.attribution.training import export_training_set as export
+    from growthflow.console import console
+
+    engine = _engine(db, schema)
+    journeys, sessions = export(
+        engine,
+        start.date(),
+        end.date(),
+        out,
+        max_journey_sessions=max_journey_sessions,
+        lookback_days=lookback_days,
+    )
+    console.print(f"wrote {journeys:,} journeys ({sessions:,} sessions) to {out}")
+
+
 def _summary_table(summary, csv: Path | None, total_seconds: float):
     from rich.table import Table
 
@@ -176,6 +284,17 @@ def _summary_table(summary, csv: Path | None, total_seconds: float):
         table.add_row(label, f"{value:,}")
     if csv is not None:
         table.add_row(f"CSV rows ({csv})", f"{summary.csv_rows:,}")
+    if summary.api is not None:
+        api = summary.api
+        for label, value in (
+            ("IHC requests sent", api.requests),
+            ("IHC request retries", api.request_retries),
+            ("journeys skipped (already stored)", api.journeys_skipped),
+            ("journeys sent", api.journeys_sent),
+            ("journeys retried", api.journeys_retried),
+            ("journeys failed", api.journeys_failed),
+        ):
+            table.add_row(label, f"{value:,}")
     for skipped in summary.skipped:
         table.add_row(f"skipped {skipped.table}: {skipped.reason}", f"{skipped.count:,}")
     for step, seconds in summary.seconds.items():

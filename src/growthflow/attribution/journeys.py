@@ -143,7 +143,7 @@ def build_journeys(
         conn.execute(insert_journeys, params)
         conn.execute(insert_sessions, params)
         no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
-        for table in (schema.attribution_customer_journey, schema.attribution_detail):
+        for table in schema.ATTRIBUTION_TABLES:
             conn.execute(sa.delete(table).where(table.c.conv_id.in_(no_journey)))
         row = conn.execute(
             sa.select(

@@ -187,6 +187,45 @@ class JourneyBatch:
     def conv_id_per_session(self) -> np.ndarray:
         return self.per_session(self.conv_ids)
 
+    _SESSION_FIELDS = (
+        "session_ids",
+        "ts",
+        "channel",
+        "holder_engagement",
+        "closer_engagement",
+        "impression_interaction",
+    )
+
+    def select(self, journeys: np.ndarray) -> JourneyBatch:
+        """A batch of the given journeys (indices, in the given order)."""
+        journeys = np.asarray(journeys, dtype=np.int64)
+        lengths = self.lengths[journeys]
+        starts = np.repeat(self.offsets[journeys], lengths)
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = starts + within
+        return JourneyBatch(
+            batch_no=self.batch_no,
+            conv_ids=self.conv_ids[journeys],
+            conv_ts=self.conv_ts[journeys],
+            offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+            **{name: getattr(self, name)[rows] for name in self._SESSION_FIELDS},
+        )
+
+    @classmethod
+    def concat(cls, batches: list[JourneyBatch], batch_no: int = -1) -> JourneyBatch:
+        """One batch holding the journeys of all ``batches``, in order."""
+        lengths = np.concatenate([b.lengths for b in batches])
+        return cls(
+            batch_no=batch_no,
+            conv_ids=np.concatenate([b.conv_ids for b in batches]),
+            conv_ts=np.concatenate([b.conv_ts for b in batches]),
+            offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+            **{
+                name: np.concatenate([getattr(b, name) for b in batches])
+                for name in cls._SESSION_FIELDS
+            },
+        )
+
 
 @dataclass(frozen=True)
 class Attribution:

@@ -6,6 +6,7 @@ same step functions one task each, passing the ``run_id`` that keys the staging 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -33,6 +35,9 @@ from growthflow.attribution.rules import InputRules
 from growthflow.database import translate_errors
 from growthflow.errors import ConfigError
 
+if TYPE_CHECKING:  # the API client (httpx) is imported only by runs that use it
+    from growthflow.attribution.ihc_client import ApiStats, IhcApiConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +54,7 @@ class RunConfig(BaseModel):
     max_sessions: int = Field(default=3000, ge=1)
     max_journey_sessions: int = Field(default=100, ge=1)
     lookback_days: int | None = Field(default=None, ge=1)
+    provider: Literal["local", "ihc-api"] = "local"
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -87,6 +93,7 @@ class RunSummary:
     rows_written: int = 0
     report_rows: int = 0
     csv_rows: int | None = None
+    api: ApiStats | None = None
     skipped: list[SkippedRows] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -143,13 +150,19 @@ def run_attribution(
     provider: Provider | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_batch: Callable[[JourneyBatch], None] | None = None,
+    api: IhcApiConfig | None = None,
 ) -> RunSummary:
     """Run every step for ``config`` and return what happened.
+
+    ``api`` configures the IHC API when ``config.provider`` is ``ihc-api``; the local
+    provider runs ``config.model`` unless another ``provider`` object is given.
 
     The cost aggregation of the report reads only the input tables, so it runs on a second
     connection while journeys are built and attributed (the two steps an Airflow DAG would
     run as parallel tasks). ``on_plan(n_batches)`` and ``on_batch(batch)`` report progress.
     """
+    if config.provider == "ihc-api" and api is None:
+        raise ConfigError("the ihc-api provider needs an API key and a conv_type_id")
     provider = provider or LocalProvider(config.model, config.params_path)
     summary = RunSummary(run_id=new_run_id())
     run_id = summary.run_id
@@ -166,7 +179,7 @@ def run_attribution(
                 costs = pool.submit(
                     _timed_call, summary, "costs (parallel)", aggregate_costs, engine, run_id, rules
                 )
-                _run_steps(engine, config, summary, rules, provider, on_plan, on_batch)
+                _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
                 with _timed(summary, "report"):
                     costs.result()
                     report = rebuild_channel_reporting(engine, run_id, rules)
@@ -188,6 +201,7 @@ def _run_steps(
     summary: RunSummary,
     rules: InputRules,
     provider: Provider,
+    api: IhcApiConfig | None,
     on_plan: Callable[[int], None] | None,
     on_batch: Callable[[JourneyBatch], None] | None,
 ) -> None:
@@ -218,8 +232,24 @@ def _run_steps(
     if on_plan is not None:
         on_plan(len(batch_nos))
     with _timed(summary, "attribute"):
-        attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
-    summary.rows_written = attributed.rows_written
+        if config.provider == "ihc-api":
+            from growthflow.attribution.ihc_client import attribute_with_api
+
+            summary.api = asyncio.run(
+                attribute_with_api(
+                    engine,
+                    run_id,
+                    batch_nos,
+                    api,
+                    max_journeys=config.max_journeys,
+                    max_sessions=config.max_sessions,
+                    on_batch=on_batch,
+                )
+            )
+            summary.rows_written = summary.api.rows_written
+        else:
+            attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
+            summary.rows_written = attributed.rows_written
 
 
 def _timed_call(summary: RunSummary, step: str, fn: Callable, *args):

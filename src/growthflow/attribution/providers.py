@@ -19,7 +19,7 @@ from growthflow.attribution.models import (
 
 
 class Provider(Protocol):
-    #: recorded with every stored attribution (``gf_attribution_detail.model``)
+    #: recorded with every stored attribution (``gf_attributed_conversions.model``)
     name: str
 
     def attribute(self, batch: JourneyBatch) -> Attribution: ...

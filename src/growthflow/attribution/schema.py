@@ -79,9 +79,19 @@ attribution_detail = sa.Table(
     sa.Column("initializer", FLOAT),
     sa.Column("holder", FLOAT),
     sa.Column("closer", FLOAT),
+)
+# One row per conversion with stored attribution: who computed it, in which run, and (for
+# the IHC API) a fingerprint of exactly what was sent, so a rerun can skip what is done.
+attributed_conversions = sa.Table(
+    "gf_attributed_conversions",
+    metadata,
+    sa.Column("conv_id", TEXT, primary_key=True),
     sa.Column("model", TEXT, nullable=False),
     sa.Column("run_id", TEXT, nullable=False),
+    sa.Column("fingerprint", TEXT),
 )
+# Every table holding a conversion's stored attribution, replaced together.
+ATTRIBUTION_TABLES = (attribution_customer_journey, attribution_detail, attributed_conversions)
 runs = sa.Table(
     "gf_runs",
     metadata,
@@ -186,7 +196,8 @@ def init_db(engine: sa.Engine, *, inputs: bool = True) -> None:
 
 
 def check_columns(engine: sa.Engine) -> None:
-    """Fail with one message when a user table lacks a column of the contract."""
+    """Fail with one message when a table lacks a column of the contract, or when one of
+    growthflow's own tables was created by another version (its columns differ)."""
     problems = []
     for table in INPUT_TABLES + OUTPUT_TABLES:
         absent = missing_columns(engine, table.name, (c.name for c in table.columns))
@@ -194,3 +205,16 @@ def check_columns(engine: sa.Engine) -> None:
             problems.append(f"{table.name} lacks {', '.join(absent)}")
     if problems:
         raise DatabaseError("tables do not match the attribution contract: " + "; ".join(problems))
+    inspector = sa.inspect(engine)
+    outdated = [
+        table.name
+        for table in metadata.sorted_tables
+        if table.name.startswith("gf_")
+        and {c["name"].lower() for c in inspector.get_columns(table.name)}
+        != {c.name for c in table.columns}
+    ]
+    if outdated:
+        raise DatabaseError(
+            f"growthflow's own tables {', '.join(outdated)} were created by another version of "
+            "growthflow; drop them (they hold run bookkeeping only) and they are recreated"
+        )

@@ -1,0 +1,242 @@
+"""A local server speaking the IHC API's contract, for offline development and real-HTTP tests.
+
+It enforces the key, the request schema and the limits like the real API (400 for a bad or
+oversized request, 403 for a wrong key), computes values with growthflow's local ``ihc``
+model rounded to 4 decimals, and can inject faults: 500, 429 with ``Retry-After``, slow
+answers, truncated bodies and 206 partial failures.
+
+    growthflow ihc-server --port 8765 --api-key secret --fault-rate 0.2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from growthflow.attribution.ihc_contract import (
+    MAX_JOURNEYS,
+    MAX_SESSIONS,
+    MAX_SESSIONS_PER_JOURNEY,
+    ComputeRequest,
+    ComputeResponse,
+)
+from growthflow.attribution.models import JourneyBatch, ModelParams, ihc_model, load_params
+
+FAULTS = ("500", "429", "slow", "truncated", "partial")
+
+
+@dataclass
+class ServerStats:
+    """What the server saw; tests read it to check the client's behaviour."""
+
+    requests: int = 0
+    answered: int = 0
+    max_journeys_seen: int = 0
+    max_sessions_seen: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    computed: Counter = field(default_factory=Counter)  # conversion_id -> times answered
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"statusCode": status, "message": message})
+
+
+def _batch_from_request(request: ComputeRequest) -> JourneyBatch:
+    """Group sessions by conversion (in order of first appearance), ordered by time, id."""
+    rows = request.customer_journeys
+    conv = np.array([r.conversion_id for r in rows], dtype=object)
+    _, first, journey = np.unique(conv, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))[journey]  # journeys in order of appearance
+    ts = np.array([r.timestamp for r in rows], dtype="datetime64[s]")
+    sid = np.array([r.session_id for r in rows], dtype=object)
+    order = np.lexsort((sid.astype(str), ts, rank))
+    lengths = np.bincount(rank[order])
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+
+    def col(name, dtype=object):
+        return np.array([getattr(rows[i], name) for i in order.tolist()], dtype=dtype)
+
+    session_ts = ts[order]
+    return JourneyBatch(
+        batch_no=0,
+        conv_ids=conv[order][offsets[:-1]],
+        conv_ts=session_ts[offsets[1:] - 1],
+        offsets=offsets,
+        session_ids=sid[order],
+        ts=session_ts,
+        channel=col("channel_label"),
+        holder_engagement=col("holder_engagement", np.int8),
+        closer_engagement=col("closer_engagement", np.int8),
+        impression_interaction=col("impression_interaction", np.int8),
+    )
+
+
+def create_app(
+    *,
+    api_key: str | None = None,
+    max_journeys: int = MAX_JOURNEYS,
+    max_sessions: int = MAX_SESSIONS,
+    max_journey_sessions: int = MAX_SESSIONS_PER_JOURNEY,
+    fault_rate: float = 0.0,
+    faults: tuple[str, ...] = FAULTS,
+    latency_s: float = 0.0,
+    slow_s: float = 2.0,
+    retry_after_s: float = 1.0,
+    seed: int | None = None,
+    params: ModelParams | None = None,
+) -> FastAPI:
+    params = params or load_params()
+    rng = random.Random(seed)  # noqa: S311 (fault injection, not security)
+    stats = ServerStats()
+    app = FastAPI(
+        title="growthflow IHC-compatible server",
+        description="The IHC attribution API's contract, computed with growthflow's local "
+        "ihc model. For development and tests; not the commercial service.",
+    )
+    app.state.stats = stats
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        with stats.lock:
+            stats.rejected["schema"] += 1
+        return _error(400, f"invalid request: {problems}")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/v1/compute_ihc", response_model=ComputeResponse)
+    async def compute_ihc(
+        body: ComputeRequest,
+        conv_type_id: Annotated[str | None, Query()] = None,
+        x_api_key: Annotated[str | None, Header(alias="x-api-key")] = None,
+    ):
+        with stats.lock:
+            stats.requests += 1
+        if api_key is not None and not (
+            x_api_key and secrets.compare_digest(x_api_key.encode(), api_key.encode())
+        ):
+            with stats.lock:
+                stats.rejected["key"] += 1
+            return _error(403, "Forbidden")
+        if not conv_type_id:
+            return _error(400, "conv_type_id is required")
+        if latency_s:
+            await asyncio.sleep(latency_s)
+        batch = _batch_from_request(body)
+        with stats.lock:
+            stats.max_journeys_seen = max(stats.max_journeys_seen, batch.n_journeys)
+            stats.max_sessions_seen = max(stats.max_sessions_seen, batch.n_sessions)
+        if batch.n_journeys > max_journeys or batch.n_sessions > max_sessions:
+            with stats.lock:
+                stats.rejected["limits"] += 1
+            return _error(
+                400,
+                f"request too large: {batch.n_journeys} journeys / {batch.n_sessions} sessions "
+                f"(limits {max_journeys} / {max_sessions})",
+            )
+        if batch.lengths.max() > max_journey_sessions:
+            with stats.lock:
+                stats.rejected["limits"] += 1
+            return _error(400, f"a journey exceeds {max_journey_sessions} sessions")
+
+        fault = rng.choice(faults) if faults and rng.random() < fault_rate else None
+        if fault:
+            with stats.lock:
+                stats.faults[fault] += 1
+        if fault == "500":
+            return _error(500, "Internal Server Error")
+        if fault == "429":
+            return JSONResponse(
+                status_code=429,
+                content={"statusCode": 429, "message": "Too Many Requests"},
+                headers={"Retry-After": f"{retry_after_s:g}"},
+            )
+        if fault == "slow":
+            await asyncio.sleep(slow_s)
+
+        result = ihc_model(batch, params)
+        values = np.round(
+            np.column_stack([result.initializer, result.holder, result.closer, result.ihc]), 4
+        )
+        dropped: set[str] = set()
+        if fault == "partial":
+            k = max(1, batch.n_journeys // 3)
+            dropped = set(rng.sample(batch.conv_ids.tolist(), k))
+        conv = batch.conv_id_per_session().tolist()
+        value = [
+            {
+                "conversion_id": c,
+                "session_id": s,
+                "initializer": v[0],
+                "holder": v[1],
+                "closer": v[2],
+                "ihc": v[3],
+            }
+            for c, s, v in zip(conv, batch.session_ids.tolist(), values.tolist(), strict=True)
+            if c not in dropped
+        ]
+        answer = {
+            "statusCode": 206 if dropped else 200,
+            "value": value,
+            "partialFailureErrors": [
+                {"conversion_id": c, "message": "internal error computing this journey"}
+                for c in sorted(dropped)
+            ],
+        }
+        content = json.dumps(answer).encode()
+        if fault == "truncated":
+            return Response(content=content[: len(content) // 2], media_type="application/json")
+        with stats.lock:
+            stats.answered += 1
+            stats.computed.update(c for c in batch.conv_ids.tolist() if c not in dropped)
+        return Response(content=content, media_type="application/json")
+
+    return app
+
+
+class BackgroundServer:
+    """Run an app with uvicorn on 127.0.0.1 in a thread (tests and benchmarks)."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.app = app
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise RuntimeError("the IHC test server did not start")
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}/v1/compute_ihc"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
