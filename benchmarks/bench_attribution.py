@@ -1,9 +1,11 @@
 """Time `growthflow attribution run` end to end (process start to CSV written) on demo data.
 
     python benchmarks/bench_attribution.py [--scales 1 10] [--repeat 3] [--model ihc]
+                                           [--postgres postgresql+psycopg://postgres@127.0.0.1/db]
 
-Demo databases are generated once into benchmarks/.data/ (kept between runs; scale 10 takes a
-few minutes to generate). Each timed run is a fresh process, measured by a wrapper process so
+Demo databases are generated once into benchmarks/.data/ (SQLite) or into the schemas
+bench_scale<N> of the given PostgreSQL database, and kept between runs (scale 10 takes a few
+minutes to generate). Each timed run is a fresh process, measured by a wrapper process so
 the peak memory is that of the run alone. Prints wall time, input sessions per second and peak
 memory per scale, plus the time per step reported by the run itself.
 """
@@ -24,27 +26,59 @@ DATA = HERE / ".data"
 BIN = [sys.executable, "-m", "growthflow"]
 
 
-def ensure_demo(scale: float) -> Path:
-    path = DATA / f"demo_scale{scale:g}.db"
-    if not path.exists():
+def ensure_demo(scale: float, postgres: str | None = None) -> list[str]:
+    """The --db/--schema arguments of a demo database at ``scale`` (generated if missing)."""
+    if postgres:
+        target = ["--db", postgres, "--schema", f"bench_scale{scale:g}".replace(".", "_")]
+    else:
+        path = DATA / f"demo_scale{scale:g}.db"
+        target = ["--db", f"sqlite:///{path}"]
+    if sessions_in(target) == 0:
         DATA.mkdir(exist_ok=True)
-        print(f"generating demo data at scale {scale:g} into {path} ...", flush=True)
+        print(f"generating demo data at scale {scale:g} into {' '.join(target)} ...", flush=True)
         subprocess.run(
-            [*BIN, "attribution", "demo-data", "--db", f"sqlite:///{path}", "--scale", str(scale)],
+            [*BIN, "attribution", "demo-data", *target, "--scale", str(scale), "--force"],
             check=True,
         )
-    return path
+    return target
 
 
-def timed_run(db: Path, model: str, csv: Path) -> dict:
+def sessions_in(target: list[str]) -> int:
+    """Rows of session_sources (0 when the database or table does not exist yet)."""
+    url = target[1]
+    schema = target[3] if len(target) > 2 else None
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            return 0
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute("SELECT count(*) FROM session_sources").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            table = sa.table("session_sources", schema=schema)
+            return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    except sa.exc.DBAPIError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def timed_run(target: list[str], model: str, csv: Path) -> dict:
     cmd = [
         sys.executable,
         str(HERE / "_measure.py"),
         *BIN,
         "attribution",
         "run",
-        "--db",
-        f"sqlite:///{db}",
+        *target,
         "--start",
         "2023-09-01",
         "--end",
@@ -57,7 +91,7 @@ def timed_run(db: Path, model: str, csv: Path) -> dict:
     result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     if result["returncode"] != 0:
         raise SystemExit(f"run failed:\n{result['stderr']}")
-    steps = dict(re.findall(r"time: (\w[\w ]*?)\s+│\s+([\d.]+) s", result["stdout"]))
+    steps = dict(re.findall(r"time: (\w[\w ()]*?)\s+│\s+([\d.]+) s", result["stdout"]))
     result["steps"] = {k: float(v) for k, v in steps.items()}
     journeys = re.search(r"journeys\s+│\s+([\d,]+)", result["stdout"])
     result["journeys"] = int(journeys.group(1).replace(",", "")) if journeys else 0
@@ -69,22 +103,21 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", default="ihc")
+    parser.add_argument("--postgres", help="benchmark this PostgreSQL database instead of SQLite")
     args = parser.parse_args()
     rows = []
     for scale in args.scales:
-        db = ensure_demo(scale)
-        conn = sqlite3.connect(db)
-        sessions = conn.execute("SELECT count(*) FROM session_sources").fetchone()[0]
-        conn.close()
-        runs = [
-            timed_run(db, args.model, DATA / f"out_scale{scale:g}.csv") for _ in range(args.repeat)
-        ]
+        target = ensure_demo(scale, args.postgres)
+        sessions = sessions_in(target)
+        csv = DATA / f"out_scale{scale:g}.csv"
+        runs = [timed_run(target, args.model, csv) for _ in range(args.repeat)]
         best = min(runs, key=lambda r: r["wall_s"])
         median = statistics.median(r["wall_s"] for r in runs)
         rows.append((scale, sessions, best, median, max(r["peak_mib"] for r in runs)))
         steps = ", ".join(f"{k} {v:.2f}" for k, v in best["steps"].items())
         print(f"scale {scale:g}: steps of the fastest run (s): {steps}", flush=True)
     print()
+    print("database:", "PostgreSQL" if args.postgres else "SQLite")
     print(
         f"{'scale':>5} {'sessions':>10} {'journeys':>9} {'best s':>7} {'median s':>8} "
         f"{'sessions/s':>11} {'peak MiB':>8}"

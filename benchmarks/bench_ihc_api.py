@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    db = ensure_demo(args.scale)
+    target = ensure_demo(args.scale)
     port = free_port()
     key = "bench-key"
     server = subprocess.Popen(
@@ -76,8 +76,7 @@ def main() -> None:
                     *BIN,
                     "attribution",
                     "run",
-                    "--db",
-                    f"sqlite:///{db}",
+                    *target,
                     "--start",
                     "2023-09-01",
                     "--end",

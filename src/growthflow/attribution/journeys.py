@@ -141,6 +141,8 @@ def build_journeys(
         # Only this step's staging: the report's cost rows may be staged concurrently.
         clear_staging(conn, run_id, (schema.batches, schema.journey_sessions, schema.journeys))
         conn.execute(insert_journeys, params)
+        if rules.dialect == "postgresql":  # plan the next join with this run's row counts
+            conn.execute(sa.text("ANALYZE gf_journeys"))
         conn.execute(insert_sessions, params)
         no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
         for table in schema.ATTRIBUTION_TABLES:
