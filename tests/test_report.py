@@ -181,3 +181,16 @@ def test_own_tables_from_another_version_give_a_clear_message(db):
         conn.execute(sa.text("ALTER TABLE gf_attribution_detail ADD COLUMN model text"))
     with pytest.raises(DatabaseError, match="gf_attribution_detail were created by another"):
         schema.init_db(db.engine)
+
+
+@pytest.mark.parametrize(
+    "model", ["ihc", "linear", "first-touch", "last-touch", "position-based", "time-decay"]
+)
+def test_stored_ihc_sums_to_one_per_conversion_for_every_model(db, model):
+    generate_demo_data(db.engine, scale=0.01, seed=8)
+    summary = db.run("2023-09-01", "2023-09-10", model=model)
+    sums = db.rows("SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id")
+    assert len(sums) == summary.journeys > 0
+    assert all(abs(total - 1) < 1e-12 for _, total in sums)
+    (stored_model,) = db.rows("SELECT DISTINCT model FROM gf_attributed_conversions")[0]
+    assert stored_model == f"local:{model}"

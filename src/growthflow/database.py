@@ -101,7 +101,11 @@ def _sqlite_engine(parsed: URL, *, create: bool) -> Engine:
 
 def _postgres_engine(parsed: URL, *, schema: str | None, create: bool) -> Engine:
     try:
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        # JIT compiling growthflow's many mid-sized statements (regex checks in CASE chains)
+        # costs more than running them: 2.7 s -> 0.8 s for the bad-row check at scale 10.
+        engine = sa.create_engine(
+            parsed, pool_pre_ping=True, connect_args={"options": "-c jit=off"}
+        )
     except NoSuchModuleError:
         raise ConfigError(f"no driver for {parsed.drivername!r}; use postgresql+psycopg") from None
     if schema:

@@ -144,9 +144,11 @@ def plan_batches(
         sizes = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         assignment = pack(sizes, max_journeys, max_sessions)
         conn.execute(sa.delete(schema.batches).where(schema.batches.c.run_id == run_id))
-        bulk_insert(
+        written = bulk_insert(
             conn,
             schema.batches,
             zip([run_id] * len(rows), assignment.tolist(), journey_no.tolist(), strict=True),
         )
+        if written and conn.dialect.name == "postgresql":  # per-batch lookups need fresh stats
+            conn.execute(sa.text("ANALYZE gf_batches"))
     return sorted(set(assignment.tolist()))

@@ -55,15 +55,11 @@ def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.Te
         d, "j.conv_ts", lookback
     )
     # The SQL below is assembled from constant fragments only; all values are bind parameters.
+    # The counts are materialised so the correlated count runs once per conversion (planners
+    # otherwise copy it into every reference of n_candidates).
     insert_journeys = sa.text(
         f"""
-        INSERT INTO gf_journeys
-            (run_id, journey_no, conv_id, user_id, conv_ts, n_candidates, n_sessions)
-        SELECT :run_id, ROW_NUMBER() OVER (ORDER BY j.conv_id{c}), j.conv_id, j.user_id,
-               j.conv_ts, j.n_candidates,
-               CASE WHEN j.n_candidates > :max_sessions THEN :max_sessions
-                    ELSE j.n_candidates END
-        FROM (
+        WITH counted AS MATERIALIZED (
             SELECT j.conv_id, j.user_id, j.conv_ts,
                    (SELECT count(*) FROM session_sources s WHERE {in_journey}) AS n_candidates
             FROM (
@@ -71,9 +67,39 @@ def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.Te
                 FROM conversions c
                 WHERE c.conv_date BETWEEN :start AND :end AND {conversions.valid}
             ) j
-        ) j
+        )
+        INSERT INTO gf_journeys
+            (run_id, journey_no, conv_id, user_id, conv_ts, n_candidates, n_sessions)
+        SELECT :run_id, ROW_NUMBER() OVER (ORDER BY j.conv_id{c}), j.conv_id, j.user_id,
+               j.conv_ts, j.n_candidates,
+               CASE WHEN j.n_candidates > :max_sessions THEN :max_sessions
+                    ELSE j.n_candidates END
+        FROM counted j
         """  # noqa: S608
     )
+    order = f"s.event_date{c} DESC, s.event_time{c} DESC, s.session_id{c} DESC"
+    columns = (
+        "s.session_id, s.event_date || ' ' || s.event_time AS event_ts, s.channel_name, "
+        "s.holder_engagement, s.closer_engagement, s.impression_interaction"
+    )
+    if d == "postgresql":
+        # LATERAL: one index lookup per journey's user. A plain join let PostgreSQL hash a
+        # full scan of session_sources and test every row's validity (30 s at scale 10).
+        candidates = f"""
+            SELECT j.journey_no, j.n_sessions, t.*
+            FROM gf_journeys j CROSS JOIN LATERAL (
+                SELECT {columns}, ROW_NUMBER() OVER (ORDER BY {order}) AS rn
+                FROM session_sources s WHERE {in_journey}
+            ) t
+            WHERE j.run_id = :run_id AND j.n_sessions > 0
+        """  # noqa: S608
+    else:
+        candidates = f"""
+            SELECT j.journey_no, j.n_sessions, {columns},
+                   ROW_NUMBER() OVER (PARTITION BY j.journey_no ORDER BY {order}) AS rn
+            FROM gf_journeys j JOIN session_sources s ON {in_journey}
+            WHERE j.run_id = :run_id AND j.n_sessions > 0
+        """  # noqa: S608
     insert_sessions = sa.text(
         f"""
         INSERT INTO gf_journey_sessions
@@ -81,17 +107,7 @@ def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.Te
              holder_engagement, closer_engagement, impression_interaction)
         SELECT :run_id, journey_no, n_sessions - rn, session_id, event_ts, channel_name,
                holder_engagement, closer_engagement, impression_interaction
-        FROM (
-            SELECT j.journey_no, j.n_sessions, s.session_id,
-                   s.event_date || ' ' || s.event_time AS event_ts, s.channel_name,
-                   s.holder_engagement, s.closer_engagement, s.impression_interaction,
-                   ROW_NUMBER() OVER (
-                       PARTITION BY j.journey_no
-                       ORDER BY s.event_date{c} DESC, s.event_time{c} DESC, s.session_id{c} DESC
-                   ) AS rn
-            FROM gf_journeys j JOIN session_sources s ON {in_journey}
-            WHERE j.run_id = :run_id AND j.n_sessions > 0
-        ) t
+        FROM ({candidates}) t
         WHERE rn <= n_sessions
         """  # noqa: S608
     )
@@ -141,9 +157,11 @@ def build_journeys(
         # Only this step's staging: the report's cost rows may be staged concurrently.
         clear_staging(conn, run_id, (schema.batches, schema.journey_sessions, schema.journeys))
         conn.execute(insert_journeys, params)
-        if rules.dialect == "postgresql":  # plan the next join with this run's row counts
+        if rules.dialect == "postgresql":  # plan the next joins with this run's row counts
             conn.execute(sa.text("ANALYZE gf_journeys"))
         conn.execute(insert_sessions, params)
+        if rules.dialect == "postgresql":
+            conn.execute(sa.text("ANALYZE gf_journey_sessions"))
         no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
         for table in schema.ATTRIBUTION_TABLES:
             conn.execute(sa.delete(table).where(table.c.conv_id.in_(no_journey)))

@@ -86,10 +86,16 @@ def count_skipped(
 def check_inputs(engine: sa.Engine, rules: InputRules, start: date, end: date) -> list[SkippedRows]:
     """Conversions and costs (whole tables; small, or a cheap index scan) and the sessions of
     users converting in [start, end]."""
-    converting_users_sessions = (
-        "SELECT * FROM session_sources WHERE user_id IN (SELECT c.user_id FROM conversions c "
-        "WHERE c.conv_date BETWEEN :start AND :end)"
-    )
+    users = "SELECT DISTINCT c.user_id FROM conversions c WHERE c.conv_date BETWEEN :start AND :end"
+    if rules.dialect == "postgresql":
+        # Per-user index lookups. OFFSET 0 keeps PostgreSQL from flattening the LATERAL back
+        # into a hash join over a full scan of session_sources.
+        converting_users_sessions = (
+            f"SELECT s.* FROM ({users}) u CROSS JOIN LATERAL "  # noqa: S608
+            "(SELECT * FROM session_sources x WHERE x.user_id = u.user_id OFFSET 0) s"
+        )
+    else:
+        converting_users_sessions = f"SELECT * FROM session_sources WHERE user_id IN ({users})"  # noqa: S608
     with read_only(engine) as conn:
         skipped = count_skipped(conn, rules.conversions("c"))
         skipped += count_skipped(conn, rules.costs("k"))

@@ -194,12 +194,13 @@ def init_db(engine: sa.Engine, *, inputs: bool = True) -> None:
             for index in USER_TABLE_INDEXES + OWN_TABLE_INDEXES:
                 index.create(conn, checkfirst=True)
         if engine.dialect.name == "postgresql":
-            analyze_if_never_analyzed(engine, [t.name for t in INPUT_TABLES])
+            analyze_if_never_analyzed(engine, [t.name for t in INPUT_TABLES + ATTRIBUTION_TABLES])
 
 
 def analyze_if_never_analyzed(engine: sa.Engine, tables: list[str]) -> None:
-    """PostgreSQL plans the journey and check queries badly without statistics (seconds
-    instead of milliseconds), and a table loaded in bulk has none until autovacuum comes by."""
+    """PostgreSQL plans badly without statistics (seconds instead of milliseconds: full scans
+    for the journey and check queries, and for every batch's delete by conv_id), and a table
+    loaded in bulk has none until autovacuum comes by."""
     with engine.begin() as conn:
         never = conn.execute(
             sa.text(
