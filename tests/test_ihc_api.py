@@ -336,3 +336,54 @@ def test_training_set_export_matches_the_request_format(db, tmp_path):
     request = ComputeRequest.model_validate(body)  # a valid API request body
     assert [s.session_id for s in request.customer_journeys] == ["s1", "s2", "s3"]
     assert db.rows("SELECT COUNT(*) FROM gf_journeys") == [(0,)]
+
+
+def test_the_local_server_refuses_like_the_real_api():
+    import httpx
+
+    session = {
+        "conversion_id": "c1",
+        "session_id": "s1",
+        "timestamp": "2023-09-01 10:00:00",
+        "channel_label": "A",
+        "holder_engagement": 1,
+        "closer_engagement": 1,
+        "conversion": 1,
+        "impression_interaction": 0,
+    }
+    app = create_app(api_key=KEY, max_journeys=2, max_sessions=3)
+    with BackgroundServer(app) as server:
+
+        def post(body, key=KEY, params=(("conv_type_id", "x"),)):
+            return httpx.post(
+                server.url, json=body, params=dict(params), headers={"x-api-key": key}, timeout=10
+            )
+
+        ok = post({"customer_journeys": [session]})
+        assert ok.status_code == 200
+        assert ok.json()["value"] == [
+            {
+                "conversion_id": "c1",
+                "session_id": "s1",
+                "initializer": 1.0,
+                "holder": 0.0,
+                "closer": 1.0,
+                "ihc": 1.0,
+            }
+        ]
+        assert post({"customer_journeys": [session]}, key="nope").status_code == 403
+        assert post({"customer_journeys": [session]}, params=()).status_code == 400
+        bad = post({"customer_journeys": [{**session, "holder_engagement": 2}]})
+        assert bad.status_code == 400 and "holder_engagement" in bad.json()["message"]
+        assert post({"customer_journeys": []}).status_code == 400
+        three = [{**session, "conversion_id": f"c{i}", "session_id": f"s{i}"} for i in range(3)]
+        too_many = post({"customer_journeys": three})
+        assert too_many.status_code == 400 and "too large" in too_many.json()["message"]
+        malformed = httpx.post(
+            server.url,
+            content=b"{not json",
+            params={"conv_type_id": "x"},
+            headers={"x-api-key": KEY, "content-type": "application/json"},
+        )
+        assert malformed.status_code == 400
+        assert httpx.get(server.url.replace("/v1/compute_ihc", "/docs")).status_code == 200

@@ -1,4 +1,4 @@
-"""Exception hierarchy.
+"""Exception hierarchy, and turning validation errors into one readable line.
 
 Every error a user can cause derives from :class:`GrowthflowError`; the CLI prints its
 message (never a traceback) and exits non-zero. Messages must never contain secrets.
@@ -23,3 +23,11 @@ class DatabaseError(GrowthflowError):
 
 class InputDataError(GrowthflowError):
     """Input data cannot be used at all (bad rows alone are counted and skipped instead)."""
+
+
+def describe_errors(errors: list[dict], limit: int = 10) -> str:
+    """pydantic/FastAPI error dicts as ``field.path: message; ...`` (first ``limit``)."""
+    return "; ".join(
+        (f"{'.'.join(map(str, e['loc']))}: " if e.get("loc") else "") + e["msg"]
+        for e in errors[:limit]
+    )

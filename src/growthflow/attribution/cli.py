@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from growthflow.errors import ConfigError
+from growthflow.errors import ConfigError, describe_errors
 
 app = typer.Typer(help="Multi-touch attribution (IHC and classic models).", no_args_is_help=True)
 
@@ -214,10 +214,7 @@ def _api_config(conv_type_id, api_url, api_key, concurrency, force):
     try:
         return IhcApiConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"invalid IHC API settings: {problems}") from None
+        raise ConfigError(f"invalid IHC API settings: {describe_errors(exc.errors())}") from None
 
 
 @app.command("export")

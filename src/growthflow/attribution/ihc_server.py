@@ -32,6 +32,7 @@ from growthflow.attribution.ihc_contract import (
     ComputeResponse,
 )
 from growthflow.attribution.models import JourneyBatch, ModelParams, ihc_model, load_params
+from growthflow.errors import describe_errors
 
 FAULTS = ("500", "429", "slow", "truncated", "partial")
 
@@ -110,12 +111,9 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-        )
         with stats.lock:
             stats.rejected["schema"] += 1
-        return _error(400, f"invalid request: {problems}")
+        return _error(400, f"invalid request: {describe_errors(list(exc.errors()), limit=5)}")
 
     @app.get("/health")
     async def health() -> dict:

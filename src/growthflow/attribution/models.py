@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from growthflow.errors import ConfigError
+from growthflow.errors import ConfigError, describe_errors
 
 PHASES = ("initializer", "holder", "closer")
 
@@ -119,10 +119,7 @@ def load_params(path: Path | None = None) -> ModelParams:
     try:
         return ModelParams.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise ConfigError(f"invalid model parameters: {problems}") from None
+        raise ConfigError(f"invalid model parameters: {describe_errors(exc.errors())}") from None
 
 
 # --- batches and results ---------------------------------------------------------------------

@@ -33,7 +33,7 @@ from growthflow.attribution.quality import SkippedRows, check_inputs, log_skippe
 from growthflow.attribution.report import aggregate_costs, rebuild_channel_reporting
 from growthflow.attribution.rules import InputRules
 from growthflow.database import translate_errors
-from growthflow.errors import ConfigError
+from growthflow.errors import ConfigError, describe_errors
 
 if TYPE_CHECKING:  # the API client (httpx) is imported only by runs that use it
     from growthflow.attribution.ihc_client import ApiStats, IhcApiConfig
@@ -74,11 +74,7 @@ class RunConfig(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            problems = "; ".join(
-                (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"]
-                for e in exc.errors(include_url=False)
-            )
-            raise ConfigError(f"invalid run settings: {problems}") from None
+            raise ConfigError(f"invalid run settings: {describe_errors(exc.errors())}") from None
 
 
 @dataclass
