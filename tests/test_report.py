@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import sqlalchemy as sa
@@ -78,6 +79,10 @@ def test_csv_format(small, tmp_path):
         "Paid,2023-09-03,0.0,0.0,0.0,,",
     ]
     assert "inf" not in text and "nan" not in text.lower()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # none left
 
 
 def test_a_session_in_two_journeys_counts_its_cost_once(db):

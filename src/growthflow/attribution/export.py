@@ -2,14 +2,12 @@
 
 Numbers are written unrounded (Python's shortest round-trip form). ``CPO = cost / ihc`` and
 ``ROAS = ihc_revenue / cost`` are left empty when the divisor is 0, never ``inf``. The file is
-written to a temporary name and renamed, so readers never see half a file.
+written to a temporary file and renamed, so readers never see half a file.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -17,6 +15,7 @@ import sqlalchemy as sa
 from growthflow.attribution import schema
 from growthflow.attribution.rules import collate_c
 from growthflow.database import read_only
+from growthflow.files import atomic_write
 
 HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
 
@@ -33,34 +32,26 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
 
 def export_csv(engine: sa.Engine, path: Path | str) -> int:
     """Write the CSV; returns the number of data rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cr = schema.channel_reporting
     c = collate_c(engine.dialect.name)
     query = sa.select(cr.c.channel_name, cr.c.date, cr.c.cost, cr.c.ihc, cr.c.ihc_revenue).order_by(
         sa.text(f"channel_name{c}, date{c}")
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     rows = 0
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out, read_only(engine) as conn:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(HEADER)
-            for channel, day, cost, ihc, revenue in conn.execute(query):
-                writer.writerow(
-                    (
-                        channel,
-                        day,
-                        _number(cost),
-                        _number(ihc),
-                        _number(revenue),
-                        _ratio(cost, ihc),
-                        _ratio(revenue, cost),
-                    )
+    with atomic_write(path) as out, read_only(engine) as conn:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(HEADER)
+        for channel, day, cost, ihc, revenue in conn.execute(query):
+            writer.writerow(
+                (
+                    channel,
+                    day,
+                    _number(cost),
+                    _number(ihc),
+                    _number(revenue),
+                    _ratio(cost, ihc),
+                    _ratio(revenue, cost),
                 )
-                rows += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            )
+            rows += 1
     return rows

@@ -48,6 +48,7 @@ from growthflow.attribution.ihc_contract import (
 from growthflow.attribution.models import Attribution, JourneyBatch
 from growthflow.database import read_only
 from growthflow.errors import GrowthflowError
+from growthflow.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -364,8 +365,7 @@ def _store(
 
 
 def write_failures(path: Path, failures: list[tuple[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as out:
+    with atomic_write(path) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(("conv_id", "reason"))
         writer.writerows(sorted(failures))

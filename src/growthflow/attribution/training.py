@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -25,6 +23,7 @@ from growthflow.attribution.journeys import build_journeys, clear_staging
 from growthflow.attribution.rules import InputRules
 from growthflow.database import read_only, translate_errors
 from growthflow.errors import ConfigError
+from growthflow.files import atomic_write
 
 FIELDS = (
     "conversion_id",
@@ -79,7 +78,6 @@ def export_training_set(
     from growthflow.attribution.pipeline import new_run_id
 
     run_id = new_run_id()
-    out.parent.mkdir(parents=True, exist_ok=True)
     with translate_errors(engine):
         schema.init_db(engine, inputs=False)
         try:
@@ -92,23 +90,17 @@ def export_training_set(
                 max_journey_sessions=max_journey_sessions,
                 lookback_days=lookback_days,
             )
-            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-            try:
-                with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-                    if kind == ".csv":
-                        writer = csv.writer(handle, lineterminator="\n")
-                        writer.writerow(FIELDS)
-                        writer.writerows(_sessions(engine, run_id))
-                    else:
-                        handle.write('{"customer_journeys": [')
-                        for i, row in enumerate(_sessions(engine, run_id)):
-                            handle.write(("," if i else "") + "\n  ")
-                            handle.write(json.dumps(dict(zip(FIELDS, row, strict=True))))
-                        handle.write("\n]}\n")
-                os.replace(tmp, out)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(out) as handle:
+                if kind == ".csv":
+                    writer = csv.writer(handle, lineterminator="\n")
+                    writer.writerow(FIELDS)
+                    writer.writerows(_sessions(engine, run_id))
+                else:
+                    handle.write('{"customer_journeys": [')
+                    for i, row in enumerate(_sessions(engine, run_id)):
+                        handle.write(("," if i else "") + "\n  ")
+                        handle.write(json.dumps(dict(zip(FIELDS, row, strict=True))))
+                    handle.write("\n]}\n")
         finally:
             with engine.begin() as conn:
                 clear_staging(conn, run_id)
