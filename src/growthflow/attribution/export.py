@@ -13,9 +13,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from growthflow.attribution import schema
-from growthflow.attribution.rules import collate_c
 from growthflow.database import read_only
 from growthflow.files import atomic_write
+from growthflow.sql import collate_c
 
 HEADER = ("channel_name", "date", "cost", "ihc", "ihc_revenue", "CPO", "ROAS")
 

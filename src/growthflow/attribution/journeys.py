@@ -16,7 +16,8 @@ from functools import cache
 import sqlalchemy as sa
 
 from growthflow.attribution import schema
-from growthflow.attribution.rules import InputRules, collate_c
+from growthflow.attribution.rules import InputRules
+from growthflow.sql import collate_c
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import sqlalchemy as sa
 
 from growthflow.attribution import schema
 from growthflow.attribution.quality import SkippedRows, examples
-from growthflow.attribution.rules import InputRules, finite_number
+from growthflow.attribution.rules import InputRules
 from growthflow.database import bulk_insert, read_only
+from growthflow.sql import finite_number
 
 
 @dataclass
