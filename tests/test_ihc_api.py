@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from growthflow.attribution.demo import generate_demo_data
 from growthflow.attribution.ihc_client import IhcApiConfig, IhcApiError, check_response
 from growthflow.attribution.ihc_contract import ComputeRequest, ComputeResponse
-from growthflow.attribution.ihc_server import BackgroundServer, create_app
+from growthflow.attribution.ihc_server import create_app
 from growthflow.attribution.pipeline import RunConfig, run_attribution
 from growthflow.attribution.training import FIELDS, export_training_set
+from growthflow.server import BackgroundServer
 
 from conftest import conversion, make_batch, session
 

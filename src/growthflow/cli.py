@@ -9,6 +9,7 @@ import typer
 
 from growthflow.attribution.cli import app as attribution_app
 from growthflow.errors import GrowthflowError
+from growthflow.vouchers.cli import app as vouchers_app
 
 app = typer.Typer(
     name="growthflow",
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(attribution_app, name="attribution")
+app.add_typer(vouchers_app, name="vouchers")
 
 
 @app.command("ihc-server")

@@ -6,6 +6,7 @@ Airflow connections and variables.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -31,6 +32,9 @@ class Settings(BaseSettings):
     ihc_api_url: str | None = Field(default=None, description="Default: the commercial API.")
     ihc_conv_type_id: str | None = Field(default=None)
     ihc_concurrency: int = Field(default=4, ge=1, le=64)
+    vouchers_reference_date: date | None = Field(
+        default=None, description="'Today' for the voucher API's recency (default: UTC today)."
+    )
     ihc_redistribution_parameter: dict[str, Any] | None = Field(
         default=None, description="JSON passed through to the API as redistribution_parameter."
     )

@@ -1,0 +1,1 @@
+"""Voucher segmentation: clean assignments, count vouchers per segment, serve the winner."""

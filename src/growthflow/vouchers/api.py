@@ -1,0 +1,202 @@
+"""The voucher selection API: the most used voucher amount of a customer's segment.
+
+Answers come from memory: the published ``voucher_segments`` (winners per band) and the
+segment definitions, read in one snapshot and reloaded when a newer version appears in
+``gf_voucher_runs`` (polled every ``poll_s`` seconds, off the request path).
+
+    POST /voucher          {"customer_id": 1, "country_code": "Peru", "last_order_ts": ...}
+    GET  /voucher_amount   the same JSON body (the original contract)
+    GET  /health
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from growthflow.database import read_only
+from growthflow.vouchers.pipeline import runs, voucher_segments
+from growthflow.vouchers.segments import Segment
+
+log = logging.getLogger(__name__)
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: int
+    country_code: str = Field(min_length=1)
+    last_order_ts: datetime
+    first_order_ts: datetime
+    total_orders: int = Field(ge=0)
+    segment_name: str = Field(min_length=1)
+
+    @field_validator("last_order_ts", "first_order_ts")
+    @classmethod
+    def _naive_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+class VoucherAnswer(BaseModel):
+    voucher_amount: int | float
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published version, as the API serves it."""
+
+    version: int
+    country: str
+    segments: dict[str, Segment]
+    winners: dict[tuple[str, str], float]  # (segment_name, band label) -> amount
+
+
+def current_version(engine: sa.Engine) -> int | None:
+    with read_only(engine) as conn:
+        return conn.execute(sa.select(sa.func.max(runs.c.version))).scalar()
+
+
+def load_published(engine: sa.Engine) -> Published | None:
+    """The newest version, read in one transaction (one consistent snapshot)."""
+    with read_only(engine) as conn:
+        if not sa.inspect(conn).has_table(runs.name):
+            return None
+        latest = conn.execute(
+            sa.select(runs.c.version, runs.c.country, runs.c.segments)
+            .order_by(runs.c.version.desc())
+            .limit(1)
+        ).first()
+        if latest is None:
+            return None
+        rows = conn.execute(
+            sa.select(
+                voucher_segments.c.segment_name,
+                voucher_segments.c.segment,
+                voucher_segments.c.voucher_amount,
+                voucher_segments.c.voucher_count,
+            )
+        ).all()
+    best: dict[tuple[str, str], tuple[int, float]] = {}
+    for name, band, amount, count in rows:
+        key = (name, band)
+        # The highest count wins; ties go to the smaller amount.
+        if key not in best or (count, -amount) > (best[key][0], -best[key][1]):
+            best[key] = (count, amount)
+    segments = {n: Segment.model_validate(s) for n, s in json.loads(latest.segments).items()}
+    return Published(
+        version=latest.version,
+        country=latest.country,
+        segments=segments,
+        winners={key: amount for key, (_count, amount) in best.items()},
+    )
+
+
+def choose_voucher(published: Published, customer: Customer, today: date) -> float:
+    """The winning amount for the customer, or HTTPException 404/422 with a clear message."""
+    segment = published.segments.get(customer.segment_name)
+    if segment is None:
+        raise HTTPException(
+            422,
+            f"unknown segment_name {customer.segment_name!r}; "
+            f"expected one of: {', '.join(sorted(published.segments))}",
+        )
+    if customer.country_code.strip().lower() != published.country.strip().lower():
+        raise HTTPException(
+            422,
+            f"no segments for country {customer.country_code!r}; "
+            f"the pipeline was run for {published.country!r}",
+        )
+    if customer.last_order_ts.date() > today:
+        raise HTTPException(422, f"last_order_ts is after the reference date {today}")
+    if customer.last_order_ts < customer.first_order_ts:
+        raise HTTPException(422, "last_order_ts is before first_order_ts")
+    if segment.field == "total_orders":
+        value = customer.total_orders
+    else:
+        value = (today - customer.last_order_ts.date()).days
+    band = segment.band_of(value)
+    if band is None:
+        raise HTTPException(404, f"{customer.segment_name}: no band holds {value}")
+    amount = published.winners.get((customer.segment_name, band.label))
+    if amount is None:
+        raise HTTPException(404, f"{customer.segment_name} band {band.label}: no voucher data")
+    return amount
+
+
+def create_app(
+    engine: sa.Engine,
+    *,
+    reference_date: date | None = None,
+    poll_s: float = 1.0,
+    clock: Callable[[], date] | None = None,
+) -> FastAPI:
+    """``reference_date`` fixes "today" (reproducible answers); otherwise today in UTC."""
+    state: dict[str, Published | None] = {"published": None}
+
+    def today() -> date:
+        if reference_date is not None:
+            return reference_date
+        return clock() if clock else datetime.now(UTC).date()
+
+    async def reload_if_newer() -> None:
+        version = await asyncio.to_thread(current_version, engine)
+        loaded = state["published"]
+        if version is not None and (loaded is None or version != loaded.version):
+            state["published"] = await asyncio.to_thread(load_published, engine)
+            log.info("serving voucher segments version %s", version)
+
+    async def poll() -> None:
+        while True:
+            await asyncio.sleep(poll_s)
+            try:
+                await reload_if_newer()
+            except Exception:  # keep serving the last good version
+                log.warning("could not check for new voucher segments", exc_info=True)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        state["published"] = await asyncio.to_thread(load_published, engine)
+        task = asyncio.create_task(poll())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    app = FastAPI(
+        title="growthflow voucher selection",
+        description="The most used voucher amount in a customer's segment.",
+        lifespan=lifespan,
+    )
+    app.state.vouchers = state
+
+    def answer(customer: Customer) -> VoucherAnswer:
+        published = state["published"]
+        if published is None:
+            raise HTTPException(503, "no voucher segments published yet: run the pipeline")
+        amount = choose_voucher(published, customer, today())
+        return VoucherAnswer(voucher_amount=int(amount) if amount.is_integer() else amount)
+
+    @app.post("/voucher", response_model=VoucherAnswer)
+    async def voucher(customer: Customer) -> VoucherAnswer:
+        return answer(customer)
+
+    @app.get("/voucher_amount", response_model=VoucherAnswer)
+    async def voucher_amount(customer: Customer) -> VoucherAnswer:
+        """The original contract: a GET with the customer as JSON body."""
+        return answer(customer)
+
+    @app.get("/health")
+    async def health() -> dict:
+        published = state["published"]
+        return {"status": "ok", "version": published.version if published else None}
+
+    return app
