@@ -128,6 +128,18 @@ def start_run(engine: sa.Engine, run_id: str, config: RunConfig) -> None:
         )
 
 
+def load_run_config(engine: sa.Engine, run_id: str) -> RunConfig:
+    """The configuration a run was started with (steps running as separate processes, such
+    as Airflow tasks, share it through ``gf_runs``)."""
+    with engine.connect() as conn:
+        config = conn.execute(
+            sa.select(schema.runs.c.config).where(schema.runs.c.run_id == run_id)
+        ).scalar()
+    if config is None:
+        raise ConfigError(f"no attribution run {run_id!r} in gf_runs")
+    return RunConfig.model_validate_json(config)
+
+
 def finish_run(engine: sa.Engine, summary: RunSummary, status: str) -> None:
     with engine.begin() as conn:
         clear_staging(conn, summary.run_id)

@@ -1,0 +1,258 @@
+"""growthflow attribution as an Airflow 3 DAG: one task per step of the pipeline.
+
+create_tables -> build_journeys -> plan_batches -> attribute (mapped, one instance per group
+of batches) -> report (declares the channel_reporting Asset) -> export. Tasks call the same
+step functions as ``growthflow attribution run``; data passes through the database (staging
+tables keyed by growthflow's run id); XCom carries only that run id, counts and batch numbers.
+
+Configuration, the way Airflow users keep it:
+- the database: the connection ``growthflow_db`` (Postgres, or SQLite with the file path as
+  host; extra ``{"schema": "..."}`` for a PostgreSQL schema), else ``GROWTHFLOW_DATABASE_URL``;
+- the IHC API: the variable ``growthflow_ihc``, JSON with ``API_KEY``, ``CONV_TYPE_ID`` and
+  optionally ``MAX_CUSTOMER_JOURNEYS``, ``MAX_SESSIONS``, ``START_DATE``, ``END_DATE``, ``API_URL``,
+  else the ``GROWTHFLOW_IHC_*`` environment variables. The key is masked in task logs.
+
+``start``/``end`` default to the run's data interval: a daily run processes yesterday's
+conversions, a backfill each day in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+
+import pendulum
+from _growthflow import engine as _engine
+from airflow.sdk import Asset, Param, Variable, dag, get_current_context, task
+from airflow.sdk.log import mask_secret
+
+CHANNEL_REPORTING = Asset("growthflow://attribution/channel_reporting")
+BATCHES_PER_TASK = 10
+MODELS = ["ihc", "linear", "first-touch", "last-touch", "position-based", "time-decay"]
+
+
+def _ihc_settings() -> dict:
+    """The growthflow_ihc variable (the seeds' JSON), falling back to GROWTHFLOW_IHC_*."""
+    from growthflow.settings import load_settings
+
+    values = Variable.get("growthflow_ihc", default=None, deserialize_json=True) or {}
+    settings = load_settings()
+    key = values.get("API_KEY") or (
+        settings.ihc_api_key.get_secret_value() if settings.ihc_api_key else None
+    )
+    if key:
+        mask_secret(key)
+    return {
+        "api_key": key,
+        "conv_type_id": values.get("CONV_TYPE_ID") or settings.ihc_conv_type_id,
+        "api_url": values.get("API_URL") or settings.ihc_api_url,
+        "max_journeys": values.get("MAX_CUSTOMER_JOURNEYS"),
+        "max_sessions": values.get("MAX_SESSIONS"),
+        "start": values.get("START_DATE"),
+        "end": values.get("END_DATE"),
+        "concurrency": settings.ihc_concurrency,
+        "redistribution_parameter": settings.ihc_redistribution_parameter,
+    }
+
+
+def _api_config():
+    from growthflow.attribution.ihc_client import IhcApiConfig
+
+    ihc = _ihc_settings()
+    if not ihc["api_key"] or not ihc["conv_type_id"]:
+        raise ValueError("provider ihc-api needs API_KEY and CONV_TYPE_ID in growthflow_ihc")
+    optional = {"api_url": ihc["api_url"]} if ihc["api_url"] else {}
+    return IhcApiConfig(
+        api_key=ihc["api_key"],
+        conv_type_id=ihc["conv_type_id"],
+        concurrency=ihc["concurrency"],
+        redistribution_parameter=ihc["redistribution_parameter"],
+        **optional,
+    )
+
+
+def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
+    start, end = params.get("start") or ihc.get("start"), params.get("end") or ihc.get("end")
+    interval_start = context.get("data_interval_start")
+    interval_end = context.get("data_interval_end")
+    if not start:
+        start = (interval_start or pendulum.now("UTC")).date()
+    if not end:
+        if (
+            interval_start is not None
+            and interval_end is not None
+            and interval_end > interval_start
+        ):
+            end = (interval_end - timedelta(microseconds=1)).date()
+        else:
+            end = (interval_end or pendulum.now("UTC")).date()
+    as_date = lambda value: value if isinstance(value, date) else date.fromisoformat(str(value))  # noqa: E731
+    return as_date(start), as_date(end)
+
+
+@dag(
+    dag_id="growthflow_attribution",
+    schedule="@daily",
+    start_date=pendulum.datetime(2023, 9, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["growthflow", "attribution"],
+    params={
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="First conv_date (default: the data interval).",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Last conv_date, inclusive (default: the data interval).",
+        ),
+        "provider": Param("local", enum=["local", "ihc-api"]),
+        "model": Param("ihc", enum=MODELS, description="Model of the local provider."),
+        "max_journeys": Param(100, type="integer", minimum=1),
+        "max_sessions": Param(3000, type="integer", minimum=1),
+        "max_journey_sessions": Param(100, type="integer", minimum=1),
+        "lookback_days": Param(None, type=["null", "integer"], minimum=1),
+        "csv_path": Param(None, type=["null", "string"], description="Export the report here."),
+    },
+    doc_md=__doc__,
+)
+def growthflow_attribution():
+    @task
+    def create_tables() -> str:
+        """Create missing tables, validate the settings, and record the run."""
+        from growthflow.attribution import schema
+        from growthflow.attribution.pipeline import RunConfig, new_run_id, start_run
+
+        context = get_current_context()
+        params = context["params"]
+        ihc = _ihc_settings() if params["provider"] == "ihc-api" else {}
+        start, end = _date_range(params, context, ihc)
+        config = RunConfig.build(
+            start=start,
+            end=end,
+            model=params["model"],
+            provider=params["provider"],
+            max_journeys=ihc.get("max_journeys") or params["max_journeys"],
+            max_sessions=ihc.get("max_sessions") or params["max_sessions"],
+            max_journey_sessions=params["max_journey_sessions"],
+            lookback_days=params["lookback_days"],
+        )
+        engine = _engine()
+        schema.init_db(engine, inputs=False)
+        gf_run = new_run_id()
+        start_run(engine, gf_run, config)
+        return gf_run
+
+    @task
+    def build_journeys(gf_run: str) -> dict:
+        from dataclasses import asdict
+
+        from growthflow.attribution.journeys import build_journeys as build
+        from growthflow.attribution.pipeline import load_run_config
+        from growthflow.attribution.rules import InputRules
+
+        engine = _engine()
+        config = load_run_config(engine, gf_run)
+        stats = build(
+            engine,
+            gf_run,
+            config.start,
+            config.end,
+            rules=InputRules.for_engine(engine),
+            max_journey_sessions=config.max_journey_sessions,
+            lookback_days=config.lookback_days,
+        )
+        return asdict(stats)
+
+    @task
+    def plan_batches(gf_run: str, _journeys: dict) -> list[list[int]]:
+        """Batch numbers, grouped: one mapped attribute task per group."""
+        from growthflow.attribution.batches import plan_batches as plan
+        from growthflow.attribution.pipeline import load_run_config
+
+        engine = _engine()
+        config = load_run_config(engine, gf_run)
+        numbers = plan(
+            engine, gf_run, max_journeys=config.max_journeys, max_sessions=config.max_sessions
+        )
+        return [numbers[i : i + BATCHES_PER_TASK] for i in range(0, len(numbers), BATCHES_PER_TASK)]
+
+    @task(
+        retries=3,
+        retry_delay=timedelta(seconds=30),
+        retry_exponential_backoff=True,
+        map_index_template="{{ task.op_kwargs['batch_group'][0] }}",
+    )
+    def attribute(gf_run: str, batch_group: list[int]) -> dict:
+        """Attribute some batches; rerunning replaces their rows by key (never duplicates)."""
+        from growthflow.attribution.attribute import attribute_batches
+        from growthflow.attribution.pipeline import load_run_config
+        from growthflow.attribution.providers import LocalProvider
+
+        engine = _engine()
+        config = load_run_config(engine, gf_run)
+        if config.provider == "ihc-api":
+            from growthflow.attribution.ihc_client import attribute_with_api
+
+            stats = asyncio.run(
+                attribute_with_api(
+                    engine,
+                    gf_run,
+                    batch_group,
+                    _api_config(),
+                    max_journeys=config.max_journeys,
+                    max_sessions=config.max_sessions,
+                )
+            )
+            if stats.failures:  # stored journeys are skipped when the task is retried
+                listed = "; ".join(f"{c}: {r}" for c, r in stats.failures[:10])
+                raise RuntimeError(f"{len(stats.failures)} conversion(s) failed: {listed}")
+            return {
+                "rows": stats.rows_written,
+                "requests": stats.requests,
+                "skipped": stats.journeys_skipped,
+            }
+        provider = LocalProvider(config.model, config.params_path)
+        stats = attribute_batches(engine, gf_run, batch_group, provider)
+        return {"rows": stats.rows_written, "batches": stats.batches}
+
+    @task(outlets=[CHANNEL_REPORTING], trigger_rule="none_failed")
+    def report(gf_run: str, _attributed) -> int:
+        from growthflow.attribution.report import aggregate_costs, rebuild_channel_reporting
+        from growthflow.attribution.rules import InputRules
+
+        engine = _engine()
+        rules = InputRules.for_engine(engine)
+        aggregate_costs(engine, gf_run, rules)
+        return rebuild_channel_reporting(engine, gf_run, rules).rows
+
+    @task(trigger_rule="none_failed")
+    def export(gf_run: str, report_rows: int, journeys: dict) -> dict:
+        from growthflow.attribution.export import export_csv
+        from growthflow.attribution.pipeline import RunSummary, finish_run
+
+        engine = _engine()
+        csv_path = get_current_context()["params"].get("csv_path")
+        rows = export_csv(engine, csv_path) if csv_path else None
+        summary = RunSummary(run_id=gf_run, report_rows=report_rows, csv_rows=rows, **journeys)
+        finish_run(engine, summary, "succeeded")
+        return {"report_rows": report_rows, "csv_rows": rows, "csv_path": csv_path}
+
+    gf_run = create_tables()
+    journeys = build_journeys(gf_run)
+    groups = plan_batches(gf_run, journeys)
+    attributed = attribute.partial(gf_run=gf_run).expand(batch_group=groups)
+    export(gf_run, report(gf_run, attributed), journeys)
+
+
+growthflow_attribution_dag = growthflow_attribution()
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    growthflow_attribution_dag.test(run_conf=json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})

@@ -1,0 +1,247 @@
+"""The Airflow 3 DAG, run with `airflow dags test` (dag.test()) in a throwaway AIRFLOW_HOME with
+a SQLite metadata database. Airflow reads its configuration at import, so it runs in
+subprocesses, never in the test process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from growthflow.attribution.demo import generate_demo_data
+from growthflow.attribution.ihc_server import create_app
+from growthflow.database import create_engine
+from growthflow.server import BackgroundServer
+
+pytest.importorskip("airflow", reason="Airflow is installed with growthflow[airflow]")
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
+BIN = Path(sys.executable).parent
+KEY = "dag-test-key-7Hq2-secret"
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GROWTHFLOW_", "AIRFLOW"))},
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+    migrate = subprocess.run(
+        [BIN / "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    return env
+
+
+def dags_test(env: dict, conf: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "airflow", "dags", "test", "growthflow_attribution", "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_dag_file_has_the_tasks_params_mapping_and_asset(airflow_env):
+    script = f"""
+import json
+from airflow.models.dagbag import DagBag
+from airflow.sdk.definitions.mappedoperator import MappedOperator
+bag = DagBag(dag_folder={str(DAGS)!r}, include_examples=False)
+dag = bag.dags["growthflow_attribution"]
+print(json.dumps({{
+    "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
+    "all_dags": sorted(bag.dags),
+    "tasks": sorted(dag.task_ids),
+    "mapped": [t.task_id for t in dag.tasks if isinstance(t, MappedOperator)],
+    "params": sorted(dag.params.keys()),
+    "outlets": [str(getattr(o, "uri", o)) for o in dag.get_task("report").outlets],
+    "schedule": str(dag.timetable.summary), "catchup": dag.catchup,
+    "max_active_runs": dag.max_active_runs,
+    "retries": dag.get_task("attribute").partial_kwargs.get("retries"),
+    "upstream_of_attribute": sorted(dag.get_task("attribute").upstream_task_ids),
+}}))
+"""
+    # Airflow puts the DAGs folder on sys.path (the DAG files import _growthflow from it).
+    env = {**airflow_env, "PYTHONPATH": str(DAGS)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["errors"] == {}
+    assert facts["all_dags"] == ["growthflow_attribution", "growthflow_vouchers"]
+    assert facts["tasks"] == [
+        "attribute",
+        "build_journeys",
+        "create_tables",
+        "export",
+        "plan_batches",
+        "report",
+    ]
+    assert facts["mapped"] == ["attribute"]
+    assert facts["params"] == [
+        "csv_path",
+        "end",
+        "lookback_days",
+        "max_journey_sessions",
+        "max_journeys",
+        "max_sessions",
+        "model",
+        "provider",
+        "start",
+    ]
+    assert facts["outlets"] == ["growthflow://attribution/channel_reporting"]
+    assert facts["schedule"] in ("@daily", "0 0 * * *") and facts["catchup"] is False
+    assert facts["max_active_runs"] == 1 and facts["retries"] == 3
+    assert facts["upstream_of_attribute"] == ["create_tables", "plan_batches"]
+
+
+def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    generate_demo_data(create_engine(db, create=True), scale=0.02, seed=4)
+    conf = {
+        "start": "2023-09-01",
+        "end": "2023-09-10",
+        "model": "linear",
+        "max_journeys": 2,
+        "csv_path": str(tmp_path / "dag.csv"),
+    }
+    result = dags_test({**airflow_env, "GROWTHFLOW_DATABASE_URL": db}, conf)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "map_index=1" in result.stdout + result.stderr  # 2 journeys a batch: several groups
+    engine = create_engine(db)
+    with engine.connect() as conn:
+        status = conn.execute(sa.text("SELECT status, summary FROM gf_runs")).one()
+        staged = conn.execute(sa.text("SELECT count(*) FROM gf_journeys")).scalar()
+        sums = conn.execute(
+            sa.text("SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id")
+        ).all()
+    assert status[0] == "succeeded" and json.loads(status[1])["journeys"] == len(sums) > 0
+    assert staged == 0 and all(abs(total - 1) < 1e-12 for _, total in sums)
+    cli = subprocess.run(
+        [
+            BIN / "growthflow",
+            "attribution",
+            "run",
+            "--db",
+            db,
+            "--start",
+            "2023-09-01",
+            "--end",
+            "2023-09-10",
+            "--model",
+            "linear",
+            "--max-journeys",
+            "2",
+            "--csv",
+            str(tmp_path / "cli.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert (tmp_path / "dag.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+
+
+def test_ihc_api_provider_on_postgres_from_connection_and_variable(airflow_env, postgres_url):
+    schema = f"dag_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(postgres_url, schema=schema, create=True)
+    generate_demo_data(engine, scale=0.02, seed=6)
+    url = sa.engine.make_url(postgres_url)
+    conn_uri = f"postgresql://{url.username}@{url.host}:{url.port}/{url.database}?schema={schema}"
+    app = create_app(api_key=KEY, max_sessions=200, fault_rate=0.2, seed=2, retry_after_s=0.05)
+    try:
+        with BackgroundServer(app) as server:
+            env = {
+                **airflow_env,
+                "AIRFLOW_CONN_GROWTHFLOW_DB": conn_uri,
+                "AIRFLOW_VAR_GROWTHFLOW_IHC": json.dumps(
+                    {
+                        "API_KEY": KEY,
+                        "CONV_TYPE_ID": "data_challenge",
+                        "API_URL": server.url,
+                        "MAX_CUSTOMER_JOURNEYS": 5,
+                        "MAX_SESSIONS": 200,
+                        "START_DATE": "2023-09-01",
+                        "END_DATE": "2023-09-10",
+                    }
+                ),
+            }
+            result = dags_test(env, {"provider": "ihc-api"})
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert KEY not in result.stdout + result.stderr  # masked in task logs
+        with engine.connect() as conn:
+            models = (
+                conn.execute(sa.text("SELECT DISTINCT model FROM gf_attributed_conversions"))
+                .scalars()
+                .all()
+            )
+            journeys = json.loads(conn.execute(sa.text("SELECT summary FROM gf_runs")).scalar())
+            attributed = conn.execute(
+                sa.text("SELECT COUNT(DISTINCT conv_id) FROM attribution_customer_journey")
+            ).scalar()
+        assert models == ["ihc-api:data_challenge"]
+        assert attributed == journeys["journeys"] > 0
+        assert app.state.stats.max_sessions_seen <= 200 and app.state.stats.max_journeys_seen <= 5
+    finally:
+        engine.dispose()
+        admin = sa.create_engine(postgres_url)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_vouchers_dag_runs_extract_clean_segment_publish(airflow_env, tmp_path):
+    source = tmp_path / "v.csv"
+    source.write_text(
+        "timestamp,country_code,last_order_ts,first_order_ts,total_orders,voucher_amount\n"
+        "2018-06-01 10:00:00,Peru,2018-04-20,2017-01-01 00:00:00,2.0,2640.0\n"
+        "2018-06-01 11:00:00, peru ,2018-04-21,2017-01-01 00:00:00,7.0,3520.0\n"
+        "2018-06-01 12:00:00,Chile,2018-04-21,2017-01-01 00:00:00,7.0,3520.0\n"
+    )
+    db = f"sqlite:///{tmp_path / 'vouchers.db'}"
+    env = {**airflow_env, "GROWTHFLOW_DATABASE_URL": db}
+    result = subprocess.run(
+        [
+            BIN / "airflow",
+            "dags",
+            "test",
+            "growthflow_vouchers",
+            "-c",
+            json.dumps({"source": str(source)}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    with create_engine(db).connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT segment_name, segment, voucher_amount, voucher_count FROM voucher_segments "
+                "ORDER BY 1, 2, 3"
+            )
+        ).all()
+        summary = json.loads(conn.execute(sa.text("SELECT summary FROM gf_voucher_runs")).scalar())
+    assert [tuple(r) for r in rows] == [
+        ("frequent_segment", "0-4", 2640.0, 1),
+        ("frequent_segment", "5-13", 3520.0, 1),
+        ("recency_segment", "30-60", 2640.0, 1),
+        ("recency_segment", "30-60", 3520.0, 1),
+    ]
+    assert summary["clean"]["other_country"] == 1 and summary["clean"]["kept"] == 2
