@@ -62,26 +62,24 @@ bands = sa.Table(
     sa.Column("min_value", sa.Integer, nullable=False),
     sa.Column("max_value", sa.Integer),
 )
-staged = sa.Table(
-    "gf_voucher_next",
-    metadata,
-    sa.Column("segment_name", TEXT, primary_key=True),
-    sa.Column("segment", TEXT, primary_key=True),
-    sa.Column("min_value", sa.Integer, nullable=False),
-    sa.Column("max_value", sa.Integer),
-    sa.Column("voucher_amount", FLOAT, primary_key=True),
-    sa.Column("voucher_count", sa.Integer, nullable=False),
-)
-voucher_segments = sa.Table(
-    "voucher_segments",
-    metadata,
-    sa.Column("segment_name", TEXT, primary_key=True),
-    sa.Column("segment", TEXT, primary_key=True),
-    sa.Column("min_value", sa.Integer, nullable=False),
-    sa.Column("max_value", sa.Integer),
-    sa.Column("voucher_amount", FLOAT, primary_key=True),
-    sa.Column("voucher_count", sa.Integer, nullable=False),
-)
+
+
+def _segments_table(name: str) -> sa.Table:
+    """Counts per segment band and voucher amount (the staged and the published table)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("segment_name", TEXT, primary_key=True),
+        sa.Column("segment", TEXT, primary_key=True),
+        sa.Column("min_value", sa.Integer, nullable=False),
+        sa.Column("max_value", sa.Integer),
+        sa.Column("voucher_amount", FLOAT, primary_key=True),
+        sa.Column("voucher_count", sa.Integer, nullable=False),
+    )
+
+
+staged = _segments_table("gf_voucher_next")
+voucher_segments = _segments_table("voucher_segments")
 runs = sa.Table(
     "gf_voucher_runs",
     metadata,
