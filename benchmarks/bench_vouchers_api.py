@@ -25,6 +25,8 @@ import httpx
 from bench_attribution import BIN, DATA
 from bench_ihc_api import free_port
 
+from growthflow.vouchers.pipeline import SOURCE_COLUMNS
+
 REAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vouchers"
 REAL_FILE = REAL / "voucher_assignments_2018.parquet"
 
@@ -37,16 +39,7 @@ def source_file() -> str:
     rng = random.Random(1)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            [
-                "timestamp",
-                "country_code",
-                "last_order_ts",
-                "first_order_ts",
-                "total_orders",
-                "voucher_amount",
-            ]
-        )
+        writer.writerow(SOURCE_COLUMNS)
         for i in range(50_000):
             days = rng.randint(0, 200)
             writer.writerow(

@@ -31,48 +31,33 @@ BATCHES_PER_TASK = 10
 MODELS = ["ihc", "linear", "first-touch", "last-touch", "position-based", "time-decay"]
 
 
-def _ihc_settings() -> dict:
-    """The growthflow_ihc variable (the seeds' JSON), falling back to GROWTHFLOW_IHC_*."""
-    from growthflow.settings import load_settings
-
+def _ihc_variable() -> dict:
+    """The growthflow_ihc variable (the seeds' JSON), or {}; the key is masked in logs."""
     values = Variable.get("growthflow_ihc", default=None, deserialize_json=True) or {}
-    settings = load_settings()
-    key = values.get("API_KEY") or (
-        settings.ihc_api_key.get_secret_value() if settings.ihc_api_key else None
-    )
-    if key:
-        mask_secret(key)
-    return {
-        "api_key": key,
-        "conv_type_id": values.get("CONV_TYPE_ID") or settings.ihc_conv_type_id,
-        "api_url": values.get("API_URL") or settings.ihc_api_url,
-        "max_journeys": values.get("MAX_CUSTOMER_JOURNEYS"),
-        "max_sessions": values.get("MAX_SESSIONS"),
-        "start": values.get("START_DATE"),
-        "end": values.get("END_DATE"),
-        "concurrency": settings.ihc_concurrency,
-        "redistribution_parameter": settings.ihc_redistribution_parameter,
-    }
+    if values.get("API_KEY"):
+        mask_secret(values["API_KEY"])
+    return values
 
 
 def _api_config():
-    from growthflow.attribution.ihc_client import IhcApiConfig
+    """The variable's values over the GROWTHFLOW_IHC_* environment."""
+    from growthflow.attribution.ihc_client import api_config_from_settings
+    from growthflow.settings import load_settings
 
-    ihc = _ihc_settings()
-    if not ihc["api_key"] or not ihc["conv_type_id"]:
-        raise ValueError("provider ihc-api needs API_KEY and CONV_TYPE_ID in growthflow_ihc")
-    optional = {"api_url": ihc["api_url"]} if ihc["api_url"] else {}
-    return IhcApiConfig(
-        api_key=ihc["api_key"],
-        conv_type_id=ihc["conv_type_id"],
-        concurrency=ihc["concurrency"],
-        redistribution_parameter=ihc["redistribution_parameter"],
-        **optional,
+    ihc = _ihc_variable()
+    config = api_config_from_settings(
+        load_settings(),
+        api_key=ihc.get("API_KEY"),
+        conv_type_id=ihc.get("CONV_TYPE_ID"),
+        api_url=ihc.get("API_URL"),
     )
+    mask_secret(config.api_key.get_secret_value())
+    return config
 
 
 def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
-    start, end = params.get("start") or ihc.get("start"), params.get("end") or ihc.get("end")
+    start = params.get("start") or ihc.get("START_DATE")
+    end = params.get("end") or ihc.get("END_DATE")
     interval_start = context.get("data_interval_start")
     interval_end = context.get("data_interval_end")
     if not start:
@@ -129,15 +114,18 @@ def growthflow_attribution():
 
         context = get_current_context()
         params = context["params"]
-        ihc = _ihc_settings() if params["provider"] == "ihc-api" else {}
+        ihc = {}
+        if params["provider"] == "ihc-api":
+            ihc = _ihc_variable()
+            _api_config()  # fail here, before any work, when the key or conv type is missing
         start, end = _date_range(params, context, ihc)
         config = RunConfig.build(
             start=start,
             end=end,
             model=params["model"],
             provider=params["provider"],
-            max_journeys=ihc.get("max_journeys") or params["max_journeys"],
-            max_sessions=ihc.get("max_sessions") or params["max_sessions"],
+            max_journeys=ihc.get("MAX_CUSTOMER_JOURNEYS") or params["max_journeys"],
+            max_sessions=ihc.get("MAX_SESSIONS") or params["max_sessions"],
             max_journey_sessions=params["max_journey_sessions"],
             lookback_days=params["lookback_days"],
         )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from growthflow.errors import ConfigError, describe_errors
+from growthflow.errors import ConfigError
 
 app = typer.Typer(help="Multi-touch attribution (IHC and classic models).", no_args_is_help=True)
 
@@ -188,33 +188,17 @@ def run(
 
 
 def _api_config(conv_type_id, api_url, api_key, concurrency, force):
-    from pydantic import ValidationError
-
-    from growthflow.attribution.ihc_client import IhcApiConfig
+    from growthflow.attribution.ihc_client import api_config_from_settings
     from growthflow.settings import load_settings
 
-    settings = load_settings()
-    key = api_key or (settings.ihc_api_key.get_secret_value() if settings.ihc_api_key else None)
-    conv_type_id = conv_type_id or settings.ihc_conv_type_id
-    if not key:
-        raise ConfigError("the ihc-api provider needs an API key: set GROWTHFLOW_IHC_API_KEY")
-    if not conv_type_id:
-        raise ConfigError(
-            "the ihc-api provider needs --conv-type-id (or GROWTHFLOW_IHC_CONV_TYPE_ID)"
-        )
-    values = {
-        "api_key": key,
-        "conv_type_id": conv_type_id,
-        "concurrency": concurrency or settings.ihc_concurrency,
-        "redistribution_parameter": settings.ihc_redistribution_parameter,
-        "force": force,
-    }
-    if api_url or settings.ihc_api_url:
-        values["api_url"] = api_url or settings.ihc_api_url
-    try:
-        return IhcApiConfig(**values)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid IHC API settings: {describe_errors(exc.errors())}") from None
+    return api_config_from_settings(
+        load_settings(),
+        api_key=api_key,
+        conv_type_id=conv_type_id,
+        api_url=api_url,
+        concurrency=concurrency,
+        force=force,
+    )
 
 
 @app.command("export")

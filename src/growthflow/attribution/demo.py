@@ -195,7 +195,8 @@ def generate_demo_data(
         raise ValueError("scale must be positive")
     with translate_errors(engine):
         inputs = [t.name for t in schema.INPUT_TABLES]
-        present = [t for t in inputs if t not in missing_tables(engine, inputs)]
+        missing = set(missing_tables(engine, inputs))
+        present = [t for t in inputs if t not in missing]
         if present and not force:
             with engine.connect() as conn:
                 rows = sum(

@@ -47,7 +47,7 @@ from growthflow.attribution.ihc_contract import (
 )
 from growthflow.attribution.models import Attribution, JourneyBatch
 from growthflow.database import read_only
-from growthflow.errors import GrowthflowError
+from growthflow.errors import ConfigError, GrowthflowError, describe_errors
 from growthflow.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,40 @@ class IhcApiConfig(BaseModel):
     @property
     def model_name(self) -> str:
         return f"ihc-api:{self.conv_type_id}"
+
+
+def api_config_from_settings(
+    settings,
+    *,
+    api_key: str | None = None,
+    conv_type_id: str | None = None,
+    api_url: str | None = None,
+    concurrency: int | None = None,
+    force: bool = False,
+) -> IhcApiConfig:
+    """Explicit values (flags, an Airflow variable) over the ``GROWTHFLOW_IHC_*`` settings."""
+    key = api_key or (settings.ihc_api_key.get_secret_value() if settings.ihc_api_key else None)
+    conv_type_id = conv_type_id or settings.ihc_conv_type_id
+    if not key:
+        raise ConfigError("the ihc-api provider needs an API key: set GROWTHFLOW_IHC_API_KEY")
+    if not conv_type_id:
+        raise ConfigError(
+            "the ihc-api provider needs a conv_type_id (--conv-type-id or "
+            "GROWTHFLOW_IHC_CONV_TYPE_ID)"
+        )
+    values = {
+        "api_key": key,
+        "conv_type_id": conv_type_id,
+        "concurrency": concurrency or settings.ihc_concurrency,
+        "redistribution_parameter": settings.ihc_redistribution_parameter,
+        "force": force,
+    }
+    if api_url or settings.ihc_api_url:
+        values["api_url"] = api_url or settings.ihc_api_url
+    try:
+        return IhcApiConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid IHC API settings: {describe_errors(exc.errors())}") from None
 
 
 @dataclass

@@ -32,7 +32,7 @@ from growthflow.attribution.providers import LocalProvider, Provider
 from growthflow.attribution.quality import SkippedRows, check_inputs, log_skipped
 from growthflow.attribution.report import aggregate_costs, rebuild_channel_reporting
 from growthflow.attribution.rules import InputRules
-from growthflow.database import translate_errors
+from growthflow.database import read_only, translate_errors
 from growthflow.errors import ConfigError, describe_errors
 
 if TYPE_CHECKING:  # the API client (httpx) is imported only by runs that use it
@@ -131,7 +131,7 @@ def start_run(engine: sa.Engine, run_id: str, config: RunConfig) -> None:
 def load_run_config(engine: sa.Engine, run_id: str) -> RunConfig:
     """The configuration a run was started with (steps running as separate processes, such
     as Airflow tasks, share it through ``gf_runs``)."""
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         config = conn.execute(
             sa.select(schema.runs.c.config).where(schema.runs.c.run_id == run_id)
         ).scalar()

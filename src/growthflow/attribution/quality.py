@@ -31,18 +31,19 @@ class SkippedRows:
 
 def examples(
     conn: sa.Connection,
-    table: str,
+    source: str,
     alias: str,
     id_column: str,
     bad_sql: str,
     params: dict | None = None,
-    where: str = "",
+    cte: str = "",
 ) -> list[str]:
-    """Up to :data:`EXAMPLES` ids of rows matching ``bad_sql`` (constant SQL)."""
+    """Up to :data:`EXAMPLES` ids of rows of ``source`` matching ``bad_sql`` (constant SQL),
+    ``cte`` being an optional WITH clause that defines ``source``."""
     rows = conn.execute(
         sa.text(
-            f"SELECT {alias}.{id_column} FROM {table} {alias} "  # noqa: S608
-            f"WHERE {bad_sql} {where} LIMIT :examples"
+            f"{cte}SELECT {alias}.{id_column} FROM {source} {alias} "  # noqa: S608
+            f"WHERE {bad_sql} LIMIT :examples"
         ),
         {**(params or {}), "examples": EXAMPLES},
     ).scalars()
@@ -70,17 +71,23 @@ def count_skipped(
         ),
         params,
     ).all()
-    skipped = []
-    for reason, count in sorted(counts):
-        ids = conn.execute(
-            sa.text(
-                f"{cte}SELECT {rules.alias}.{rules.id_column} FROM {source} {rules.alias} "  # noqa: S608
-                f"WHERE {rules.reason} = :reason LIMIT :examples"
+    return [
+        SkippedRows(
+            rules.table,
+            reason,
+            int(count),
+            examples(
+                conn,
+                source,
+                rules.alias,
+                rules.id_column,
+                f"{rules.reason} = :reason",
+                {**params, "reason": reason},
+                cte,
             ),
-            {**params, "reason": reason, "examples": EXAMPLES},
-        ).scalars()
-        skipped.append(SkippedRows(rules.table, reason, int(count), [str(i) for i in ids]))
-    return skipped
+        )
+        for reason, count in sorted(counts)
+    ]
 
 
 def check_inputs(engine: sa.Engine, rules: InputRules, start: date, end: date) -> list[SkippedRows]:
