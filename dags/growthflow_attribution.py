@@ -210,7 +210,8 @@ def growthflow_attribution():
 
     @task(outlets=[CHANNEL_REPORTING], trigger_rule="none_failed")
     def report(gf_run: str, _attributed) -> int:
-        from growthflow.attribution.report import aggregate_costs, rebuild_channel_reporting
+        from growthflow.attribution.costs import aggregate_costs
+        from growthflow.attribution.report import rebuild_channel_reporting
         from growthflow.attribution.rules import InputRules
 
         engine = _engine()

@@ -25,12 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from growthflow.attribution import schema
 from growthflow.attribution.attribute import attribute_batches
 from growthflow.attribution.batches import plan_batches
+from growthflow.attribution.costs import CostScan, default_workers
 from growthflow.attribution.export import export_csv
 from growthflow.attribution.journeys import build_journeys, clear_staging
 from growthflow.attribution.models import JourneyBatch, get_model
 from growthflow.attribution.providers import LocalProvider, Provider
-from growthflow.attribution.quality import SkippedRows, check_inputs, log_skipped
-from growthflow.attribution.report import aggregate_costs, rebuild_channel_reporting
+from growthflow.attribution.quality import SkippedRows, check_costs, check_inputs, log_skipped
+from growthflow.attribution.report import rebuild_channel_reporting
 from growthflow.attribution.rules import InputRules
 from growthflow.database import read_only, translate_errors
 from growthflow.errors import ConfigError, describe_errors
@@ -181,18 +182,31 @@ def run_attribution(
             start_run(engine, run_id, config)
         status = "failed"
         try:
-            # Leaving this block waits for the cost scan, also after a failure, so nothing
-            # is staged after the run has cleaned up.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gf-costs") as pool:
-                costs = pool.submit(
-                    _timed_call, summary, "costs (parallel)", aggregate_costs, engine, run_id, rules
-                )
-                _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
+            # The whole-table reads (the cost table's check and the cost scan) do not depend
+            # on the journeys, so they run beside them on the other cores, and the main
+            # thread joins the scan when its own steps are done. Leaving this block waits
+            # for them, also after a failure, so nothing is staged after the run cleaned up.
+            started = time.perf_counter()
+            scan = CostScan(engine, rules)
+            background = max(1, default_workers() - 1)
+            with ThreadPoolExecutor(background, thread_name_prefix="gf-scan") as pool:
+                cost_check = pool.submit(check_costs, engine, rules)
+                scanners = [pool.submit(scan.work) for _ in range(background)]
+                try:
+                    _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
+                except BaseException:
+                    scan.cancel()
+                    raise
                 with _timed(summary, "report"):
-                    costs.result()
+                    scan.work()
+                    for scanner in scanners:
+                        scanner.result()
+                    summary.seconds["costs (parallel)"] = round(time.perf_counter() - started, 4)
+                    scan.stage(run_id)
                     report = rebuild_channel_reporting(engine, run_id, rules)
+                cost_skipped = cost_check.result()
             summary.report_rows = report.rows
-            summary.skipped += report.skipped
+            summary.skipped += cost_skipped + report.skipped
             log_skipped(summary.skipped)
             if csv_path is not None:
                 with _timed(summary, "export"):
@@ -258,11 +272,6 @@ def _run_steps(
         else:
             attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
             summary.rows_written = attributed.rows_written
-
-
-def _timed_call(summary: RunSummary, step: str, fn: Callable, *args):
-    with _timed(summary, step):
-        return fn(*args)
 
 
 def _finish_quietly(engine: sa.Engine, summary: RunSummary, status: str) -> None:
