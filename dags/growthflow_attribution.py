@@ -1,9 +1,11 @@
 """growthflow attribution as an Airflow 3 DAG: one task per step of the pipeline.
 
 create_tables -> build_journeys -> plan_batches -> attribute (mapped, one instance per group
-of batches) -> report (declares the channel_reporting Asset) -> export. Tasks call the same
-step functions as ``growthflow attribution run``; data passes through the database (staging
-tables keyed by growthflow's run id); XCom carries only that run id, counts and batch numbers.
+of batches) -> report (declares the channel_reporting Asset) -> export, with check_inputs and
+costs (the whole-table reads, independent of the journeys) running beside the journey tasks.
+Tasks call the same step functions as ``growthflow attribution run``; data passes through
+the database (staging tables keyed by growthflow's run id); XCom carries only that run id,
+counts, skipped-row reports and batch numbers.
 
 Configuration, the way Airflow users keep it:
 - the database: the connection ``growthflow_db`` (Postgres, or SQLite with the file path as
@@ -208,34 +210,69 @@ def growthflow_attribution():
         stats = attribute_batches(engine, gf_run, batch_group, provider)
         return {"rows": stats.rows_written, "batches": stats.batches}
 
-    @task(outlets=[CHANNEL_REPORTING], trigger_rule="none_failed")
-    def report(gf_run: str, _attributed) -> int:
+    @task
+    def check_inputs(gf_run: str) -> list[dict]:
+        """Count (and log the first ids of) the input rows the run skips, per reason."""
+        from dataclasses import asdict
+
+        from growthflow.attribution.pipeline import load_run_config
+        from growthflow.attribution.quality import check_costs, check_inputs, log_skipped
+        from growthflow.attribution.rules import InputRules
+
+        engine = _engine()
+        config = load_run_config(engine, gf_run)
+        rules = InputRules.for_engine(engine)
+        skipped = check_inputs(engine, rules, config.start, config.end)
+        skipped += check_costs(engine, rules)
+        log_skipped(skipped)
+        return [asdict(s) for s in skipped]
+
+    @task
+    def costs(gf_run: str) -> int:
+        """Stage every session's cost per channel and day (reads the input tables only)."""
         from growthflow.attribution.costs import aggregate_costs
+        from growthflow.attribution.rules import InputRules
+
+        engine = _engine()
+        return aggregate_costs(engine, gf_run, InputRules.for_engine(engine))
+
+    @task(outlets=[CHANNEL_REPORTING], trigger_rule="none_failed")
+    def report(gf_run: str, _attributed, _cost_groups: int) -> dict:
+        from dataclasses import asdict
+
+        from growthflow.attribution.quality import log_skipped
         from growthflow.attribution.report import rebuild_channel_reporting
         from growthflow.attribution.rules import InputRules
 
         engine = _engine()
-        rules = InputRules.for_engine(engine)
-        aggregate_costs(engine, gf_run, rules)
-        return rebuild_channel_reporting(engine, gf_run, rules).rows
+        report = rebuild_channel_reporting(engine, gf_run, InputRules.for_engine(engine))
+        log_skipped(report.skipped)
+        return {"rows": report.rows, "skipped": [asdict(s) for s in report.skipped]}
 
     @task(trigger_rule="none_failed")
-    def export(gf_run: str, report_rows: int, journeys: dict) -> dict:
+    def export(gf_run: str, report: dict, journeys: dict, checked: list[dict]) -> dict:
         from growthflow.attribution.export import export_csv
         from growthflow.attribution.pipeline import RunSummary, finish_run
+        from growthflow.attribution.quality import SkippedRows
 
         engine = _engine()
         csv_path = get_current_context()["params"].get("csv_path")
         rows = export_csv(engine, csv_path) if csv_path else None
-        summary = RunSummary(run_id=gf_run, report_rows=report_rows, csv_rows=rows, **journeys)
+        skipped = [SkippedRows(**s) for s in checked + report["skipped"]]
+        summary = RunSummary(
+            run_id=gf_run, report_rows=report["rows"], csv_rows=rows, skipped=skipped, **journeys
+        )
         finish_run(engine, summary, "succeeded")
-        return {"report_rows": report_rows, "csv_rows": rows, "csv_path": csv_path}
+        return {"report_rows": report["rows"], "csv_rows": rows, "csv_path": csv_path}
 
+    # The checks and the cost scan read only the input tables: they run beside the journeys.
     gf_run = create_tables()
+    checked = check_inputs(gf_run)
+    cost_groups = costs(gf_run)
     journeys = build_journeys(gf_run)
     groups = plan_batches(gf_run, journeys)
     attributed = attribute.partial(gf_run=gf_run).expand(batch_group=groups)
-    export(gf_run, report(gf_run, attributed), journeys)
+    export(gf_run, report(gf_run, attributed, cost_groups), journeys, checked)
 
 
 growthflow_attribution_dag = growthflow_attribution()

@@ -73,6 +73,8 @@ print(json.dumps({{
     "max_active_runs": dag.max_active_runs,
     "retries": dag.get_task("attribute").partial_kwargs.get("retries"),
     "upstream_of_attribute": sorted(dag.get_task("attribute").upstream_task_ids),
+    "upstream_of_costs": sorted(dag.get_task("costs").upstream_task_ids),
+    "upstream_of_report": sorted(dag.get_task("report").upstream_task_ids),
 }}))
 """
     # Airflow puts the DAGs folder on sys.path (the DAG files import _growthflow from it).
@@ -87,6 +89,8 @@ print(json.dumps({{
     assert facts["tasks"] == [
         "attribute",
         "build_journeys",
+        "check_inputs",
+        "costs",
         "create_tables",
         "export",
         "plan_batches",
@@ -108,11 +112,20 @@ print(json.dumps({{
     assert facts["schedule"] in ("@daily", "0 0 * * *") and facts["catchup"] is False
     assert facts["max_active_runs"] == 1 and facts["retries"] == 3
     assert facts["upstream_of_attribute"] == ["create_tables", "plan_batches"]
+    assert facts["upstream_of_costs"] == ["create_tables"]  # beside the journeys
+    assert facts["upstream_of_report"] == ["attribute", "costs", "create_tables"]
 
 
 def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    generate_demo_data(create_engine(db, create=True), scale=0.02, seed=4)
+    engine = create_engine(db, create=True)
+    generate_demo_data(engine, scale=0.02, seed=4)
+    with engine.begin() as conn:  # one unusable row: counted in the run summary, not attributed
+        conn.execute(
+            sa.text(
+                "INSERT INTO conversions VALUES ('bad_revenue', 'u', '2023-09-02', '10:00:00', -1)"
+            )
+        )
     conf = {
         "start": "2023-09-01",
         "end": "2023-09-10",
@@ -130,7 +143,11 @@ def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
         sums = conn.execute(
             sa.text("SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id")
         ).all()
-    assert status[0] == "succeeded" and json.loads(status[1])["journeys"] == len(sums) > 0
+    summary = json.loads(status[1])
+    assert status[0] == "succeeded" and summary["journeys"] == len(sums) > 0
+    assert [(s["table"], s["count"], s["examples"]) for s in summary["skipped"]] == [
+        ("conversions", 1, ["bad_revenue"])
+    ]
     assert staged == 0 and all(abs(total - 1) < 1e-12 for _, total in sums)
     cli = subprocess.run(
         [
