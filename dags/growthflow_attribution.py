@@ -228,16 +228,22 @@ def growthflow_attribution():
         return [asdict(s) for s in skipped]
 
     @task
-    def costs(gf_run: str) -> int:
-        """Stage every session's cost per channel and day (reads the input tables only)."""
+    def costs(gf_run: str) -> list[dict]:
+        """Stage every session's cost per channel and day (reads the input tables only);
+        returns the cost rows it cannot report (their session_id is in no session)."""
+        from dataclasses import asdict
+
         from growthflow.attribution.costs import aggregate_costs
+        from growthflow.attribution.quality import log_skipped
         from growthflow.attribution.rules import InputRules
 
         engine = _engine()
-        return aggregate_costs(engine, gf_run, InputRules.for_engine(engine))
+        stats = aggregate_costs(engine, gf_run, InputRules.for_engine(engine))
+        log_skipped(stats.skipped)
+        return [asdict(s) for s in stats.skipped]
 
     @task(outlets=[CHANNEL_REPORTING], trigger_rule="none_failed")
-    def report(gf_run: str, _attributed, _cost_groups: int) -> dict:
+    def report(gf_run: str, _attributed, cost_skipped: list[dict]) -> dict:
         from dataclasses import asdict
 
         from growthflow.attribution.quality import log_skipped
@@ -247,7 +253,7 @@ def growthflow_attribution():
         engine = _engine()
         report = rebuild_channel_reporting(engine, gf_run, InputRules.for_engine(engine))
         log_skipped(report.skipped)
-        return {"rows": report.rows, "skipped": [asdict(s) for s in report.skipped]}
+        return {"rows": report.rows, "skipped": cost_skipped + [asdict(s) for s in report.skipped]}
 
     @task(trigger_rule="none_failed")
     def export(gf_run: str, report: dict, journeys: dict, checked: list[dict]) -> dict:
@@ -268,11 +274,11 @@ def growthflow_attribution():
     # The checks and the cost scan read only the input tables: they run beside the journeys.
     gf_run = create_tables()
     checked = check_inputs(gf_run)
-    cost_groups = costs(gf_run)
+    cost_skipped = costs(gf_run)
     journeys = build_journeys(gf_run)
     groups = plan_batches(gf_run, journeys)
     attributed = attribute.partial(gf_run=gf_run).expand(batch_group=groups)
-    export(gf_run, report(gf_run, attributed, cost_groups), journeys, checked)
+    export(gf_run, report(gf_run, attributed, cost_skipped), journeys, checked)
 
 
 growthflow_attribution_dag = growthflow_attribution()

@@ -7,6 +7,8 @@ import logging
 import pytest
 import sqlalchemy as sa
 
+from growthflow.attribution.costs import ORPHAN_REASON
+
 from conftest import conversion, session
 
 
@@ -69,10 +71,11 @@ def test_keyless_user_tables_with_duplicate_ids(db):
             conversion("cd", "u", "2023-09-02", "10:00:00"),
             conversion("cd", "u", "2023-09-03", "10:00:00"),
         ],
-        costs=[("s1", 1.0), ("s1", 1.0), ("dup", 3.0)],
+        costs=[("s1", 1.0), ("s1", 1.0), ("dup", 3.0), ("ghost", 2.0)],
     )
     summary = db.run("2023-09-01", "2023-09-30")
     counts = skipped(summary)
+    assert counts[("session_costs", ORPHAN_REASON)] == 1  # a cost of no session
     assert counts[("session_sources", "duplicate session_id")] == 2
     assert counts[("session_sources", "missing channel_name")] == 1
     assert counts[("conversions", "duplicate conv_id")] == 2

@@ -120,10 +120,14 @@ def test_costs_per_channel_and_day_match_python_sums(db, ranges, workers):
     sessions, cost_of = awkward_tables(db)
     rules = InputRules.for_engine(db.engine)
     assert not (rules.sessions_dedupe or rules.costs_dedupe)  # the keyed plan is under test
-    groups = aggregate_costs(db.engine, "r1", rules, ranges=ranges, workers=workers)
+    stats = aggregate_costs(db.engine, "r1", rules, ranges=ranges, workers=workers)
     expected = reference(sessions, cost_of)
     got = staged(db, "r1")
-    assert groups == len(expected)
+    assert stats.groups == len(expected)
+    # Cost rows of no session are counted, with examples, never silently dropped.
+    assert [(s.table, s.count, sorted(s.examples)) for s in stats.skipped] == [
+        ("session_costs", 2, ["orphan-1", "orphan-2"])
+    ]
     assert set(got) == set(expected)
     for key, (cost, n) in expected.items():
         assert got[key][1] == n, key
@@ -155,7 +159,8 @@ def test_key_ranges_hold_similar_numbers_of_sessions(db):
 def test_a_cancelled_scan_runs_no_more_passes(db):
     awkward_tables(db)
     scan = CostScan(db.engine, InputRules.for_engine(db.engine), ranges=5)
-    assert scan.passes == 7  # 5 key ranges, the NULL ids, the NULL channels
+    # two statements for each of 5 key ranges and the NULL ids; the NULL channels; cost rows
+    assert scan.passes == 14
     scan.cancel()
     scan.work()
     assert scan.groups() == []

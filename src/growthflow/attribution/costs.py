@@ -18,6 +18,10 @@ does not depend on the order in which passes finish.
 
 Keyless tables (where duplicate ids must be excluded, which needs a full scan anyway) use the
 single-statement plan on SQLite too.
+
+Cost rows whose ``session_id`` is in no session cannot be reported; they are counted (the
+cost rows minus those the scan matched) and reported with example ids, never dropped
+silently.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import cache
 
 import sqlalchemy as sa
 
 from growthflow.attribution import schema
+from growthflow.attribution.quality import SkippedRows, examples
 from growthflow.attribution.rules import InputRules
 from growthflow.database import bulk_insert, read_only
 from growthflow.sql import finite_number
@@ -119,7 +125,8 @@ def _single_statement(rules: InputRules) -> sa.TextClause:
     costs = _COSTS if sqlite else "session_costs k"
     return sa.text(
         f"""
-        SELECT s.channel_name, s.event_date, {cost_sum}, {sessions}, {duplicates}
+        SELECT s.channel_name, s.event_date, {cost_sum}, {sessions}, {duplicates},
+               COUNT(k.session_id)
         FROM {source} LEFT JOIN {costs} ON {cost_join}
         GROUP BY s.channel_name, s.event_date
         """  # noqa: S608 (constant SQL fragments only)
@@ -127,28 +134,60 @@ def _single_statement(rules: InputRules) -> sa.TextClause:
 
 
 @cache
-def _pass_statement(key_filter: str) -> sa.TextClause:
-    """One key-range pass on SQLite: (channel, day, cost, sessions) per group."""
+def _pass_statements(key_filter: str) -> tuple[sa.TextClause, sa.TextClause]:
+    """One key-range pass on SQLite, as rows (channel, day, cost, sessions, 0, cost rows
+    matched) per group: one statement sums the costs and counts the matched cost rows, one
+    counts the sessions (from the index alone). The groups come from the connection's
+    ``temp.gf_cost_groups``, read in rowid order, so SQLite aggregates each group as it goes,
+    without sorting."""
     where = f"s.channel_name = g.c AND s.event_date IS g.d AND {_KEY_FILTERS[key_filter]}"
-    return sa.text(
-        f"""{_GROUPS}
-        SELECT g.c, g.d,
-            (SELECT TOTAL({_usable_cost("sqlite")})
-             FROM {_SESSIONS} JOIN {_COSTS} ON k.session_id = s.session_id WHERE {where}),
-            (SELECT COUNT(*) FROM {_SESSIONS} WHERE {where}), 0
-        FROM groups g
+    costs = sa.text(
+        f"""
+        SELECT g.c, g.d, TOTAL({_usable_cost("sqlite")}), 0, 0, COUNT(*)
+        FROM temp.gf_cost_groups g CROSS JOIN {_SESSIONS}
+        JOIN {_COSTS} ON k.session_id = s.session_id
+        WHERE {where} GROUP BY g.id
         """  # noqa: S608 (constant SQL fragments only)
     )
+    sessions = sa.text(
+        f"""
+        SELECT g.c, g.d, 0.0, (SELECT COUNT(*) FROM {_SESSIONS} WHERE {where}), 0, 0
+        FROM temp.gf_cost_groups g
+        """  # noqa: S608 (constant SQL fragments only)
+    )
+    return costs, sessions
 
+
+_CREATE_GROUPS = (
+    sa.text("CREATE TEMP TABLE gf_cost_groups (id INTEGER PRIMARY KEY, c, d)"),
+    sa.text(f"{_GROUPS} INSERT INTO temp.gf_cost_groups (c, d) SELECT c, d FROM groups"),  # noqa: S608
+)
 
 # Sessions without a channel are not reported, only counted: one pass, in index order.
 _NULL_CHANNEL = sa.text(
     f"""
-    SELECT NULL, s.event_date, TOTAL({_usable_cost("sqlite")}), COUNT(*), 0
+    SELECT NULL, s.event_date, TOTAL({_usable_cost("sqlite")}), COUNT(*), 0, COUNT(k.session_id)
     FROM {_SESSIONS} LEFT JOIN {_COSTS} ON k.session_id = s.session_id
     WHERE s.channel_name IS NULL GROUP BY s.event_date
     """  # noqa: S608 (constant SQL fragments only)
 )
+
+# A cost row whose session_id is in no session can never be reported. With unique ids on
+# both sides, the passes count the cost rows they matched, and the rest are those orphans;
+# keyless tables are checked with an anti-join (they need full scans anyway).
+_COST_ROWS = sa.text("SELECT COUNT(session_id) FROM session_costs")
+_ORPHAN = (
+    "k.session_id IS NOT NULL AND NOT EXISTS "
+    "(SELECT 1 FROM session_sources s WHERE s.session_id = k.session_id)"
+)
+_ORPHANS = sa.text(f"SELECT COUNT(*) FROM session_costs k WHERE {_ORPHAN}")  # noqa: S608
+ORPHAN_REASON = "session_id not in session_sources (cost not reported)"
+
+
+@dataclass
+class CostStats:
+    groups: int
+    skipped: list[SkippedRows] = field(default_factory=list)
 
 
 def default_workers() -> int:
@@ -167,29 +206,45 @@ class CostScan:
         self.engine = engine
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._rows: list[tuple] = []
+        self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
-        if rules.dialect == "sqlite" and not (rules.sessions_dedupe or rules.costs_dedupe):
+        self._key_ranges = rules.dialect == "sqlite" and not (
+            rules.sessions_dedupe or rules.costs_dedupe
+        )
+        if self._key_ranges:
             with read_only(engine) as conn:
                 bounds = _range_bounds(conn, ranges)
             for key_filter, params in _passes(bounds):
-                self._tasks.put((_pass_statement(key_filter), params))
-            self._tasks.put((_NULL_CHANNEL, {}))
-            self.passes = len(bounds) + 3
+                for statement in _pass_statements(key_filter):
+                    self._tasks.put(("groups", statement, params))
+            self._tasks.put(("groups", _NULL_CHANNEL, {}))
+            self.passes = 2 * (len(bounds) + 2) + 1
         else:
-            self._tasks.put((_single_statement(rules), {}))
+            self._tasks.put(("groups", _single_statement(rules), {}))
             self.passes = 1
+        if rules.sessions_dedupe or rules.costs_dedupe:
+            self._tasks.put(("orphans", _ORPHANS, {}))
+        else:
+            self._tasks.put(("cost_rows", _COST_ROWS, {}))
+        self.passes += 1
 
     def work(self) -> None:
         """Run passes until none are left, in one read transaction on one connection."""
         with read_only(self.engine) as conn:
+            if self._key_ranges:  # a temp table, gone with the transaction's rollback
+                for statement in _CREATE_GROUPS:
+                    conn.execute(statement)
             while True:
                 try:
-                    statement, params = self._tasks.get_nowait()
+                    kind, statement, params = self._tasks.get_nowait()
                 except queue.Empty:
                     return
-                rows = [tuple(r) for r in conn.execute(statement, params)]
-                with self._lock:
-                    self._rows += rows
+                if kind == "groups":
+                    rows = [tuple(r) for r in conn.execute(statement, params)]
+                    with self._lock:
+                        self._rows += rows
+                else:
+                    self._counts[kind] = int(conn.execute(statement, params).scalar_one())
 
     def cancel(self) -> None:
         """Drop the passes not started yet (threads finish the one they are running)."""
@@ -207,22 +262,37 @@ class CostScan:
         """
         costs: dict[Group, list[float]] = defaultdict(list)
         counts: dict[Group, list[int]] = defaultdict(lambda: [0, 0])
-        for channel, day, cost, sessions, duplicates in self._rows:
-            if sessions or duplicates:
-                costs[channel, day].append(cost)
-                counts[channel, day][0] += sessions
-                counts[channel, day][1] += duplicates
-        return [(c, d, math.fsum(costs[c, d]), *counts[c, d]) for c, d in counts]
+        for channel, day, cost, sessions, duplicates, _matched in self._rows:
+            costs[channel, day].append(cost)
+            counts[channel, day][0] += sessions
+            counts[channel, day][1] += duplicates
+        return [
+            (c, d, math.fsum(costs[c, d]), n, dup)
+            for (c, d), (n, dup) in counts.items()
+            if n or dup
+        ]
 
-    def stage(self, run_id: str) -> int:
+    def orphans(self) -> int:
+        """Cost rows whose session_id is in no session, once every pass has run."""
+        if "orphans" in self._counts:
+            return self._counts["orphans"]
+        return self._counts.get("cost_rows", 0) - sum(int(row[5]) for row in self._rows)
+
+    def stage(self, run_id: str) -> CostStats:
         """Replace the run's ``gf_cost_days`` rows in one short transaction (the scan itself
-        never holds SQLite's write lock); returns the number of groups."""
+        never holds SQLite's write lock); report orphaned cost rows."""
         groups = self.groups()
         g = schema.cost_days
         with self.engine.begin() as conn:
             conn.execute(sa.delete(g).where(g.c.run_id == run_id))
             bulk_insert(conn, g, ((run_id, *row) for row in groups))
-        return len(groups)
+        skipped = []
+        orphans = self.orphans()
+        if orphans:
+            with read_only(self.engine) as conn:
+                ids = examples(conn, "session_costs", "k", "session_id", _ORPHAN)
+            skipped.append(SkippedRows("session_costs", ORPHAN_REASON, orphans, ids))
+        return CostStats(len(groups), skipped)
 
 
 def aggregate_costs(
@@ -232,10 +302,11 @@ def aggregate_costs(
     *,
     ranges: int | None = None,
     workers: int | None = None,
-) -> int:
+) -> CostStats:
     """Stage the run's costs per (channel_name, event_date) in ``gf_cost_days`` using
     ``workers`` threads (default: one per core, at most :data:`MAX_WORKERS`); returns the
-    number of groups. ``ranges`` overrides the number of SQLite key ranges."""
+    number of groups and the orphaned cost rows. ``ranges`` overrides the number of SQLite
+    key ranges."""
     scan = CostScan(engine, rules, ranges=ranges)
     threads = max(1, min(workers or default_workers(), scan.passes))
     with ThreadPoolExecutor(threads, "gf-costs") as pool:

@@ -202,9 +202,9 @@ def run_attribution(
                     for scanner in scanners:
                         scanner.result()
                     summary.seconds["costs (parallel)"] = round(time.perf_counter() - started, 4)
-                    scan.stage(run_id)
+                    cost_stats = scan.stage(run_id)
                     report = rebuild_channel_reporting(engine, run_id, rules)
-                cost_skipped = cost_check.result()
+                cost_skipped = cost_check.result() + cost_stats.skipped
             summary.report_rows = report.rows
             summary.skipped += cost_skipped + report.skipped
             log_skipped(summary.skipped)
