@@ -101,7 +101,7 @@ Group = tuple[object, object]
 
 
 def _usable_cost(dialect: str) -> str:
-    # Costs that are not finite numbers count as 0 (check_inputs counts and reports them).
+    # Costs that are not finite numbers count as 0 (quality.check_costs counts them).
     return f"CASE WHEN {finite_number('k.cost', dialect)} THEN k.cost END"
 
 
