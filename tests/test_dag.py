@@ -120,12 +120,13 @@ def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     engine = create_engine(db, create=True)
     generate_demo_data(engine, scale=0.02, seed=4)
-    with engine.begin() as conn:  # one unusable row: counted in the run summary, not attributed
+    with engine.begin() as conn:  # unusable rows: counted in the run summary, not used
         conn.execute(
             sa.text(
                 "INSERT INTO conversions VALUES ('bad_revenue', 'u', '2023-09-02', '10:00:00', -1)"
             )
         )
+        conn.execute(sa.text("INSERT INTO session_costs VALUES ('no_such_session', 9.5)"))
     conf = {
         "start": "2023-09-01",
         "end": "2023-09-10",
@@ -146,7 +147,8 @@ def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
     summary = json.loads(status[1])
     assert status[0] == "succeeded" and summary["journeys"] == len(sums) > 0
     assert [(s["table"], s["count"], s["examples"]) for s in summary["skipped"]] == [
-        ("conversions", 1, ["bad_revenue"])
+        ("conversions", 1, ["bad_revenue"]),
+        ("session_costs", 1, ["no_such_session"]),  # reported by the costs task
     ]
     assert staged == 0 and all(abs(total - 1) < 1e-12 for _, total in sums)
     cli = subprocess.run(
