@@ -100,26 +100,25 @@ _KEY_FILTERS = {
 Group = tuple[object, object]
 
 
-def _usable_cost(dialect: str) -> str:
+def _usable_cost(dialect: str, also: str = "") -> str:
     # Costs that are not finite numbers count as 0 (quality.check_costs counts them).
-    return f"CASE WHEN {finite_number('k.cost', dialect)} THEN k.cost END"
+    return f"CASE WHEN {finite_number('k.cost', dialect)}{also} THEN k.cost END"
 
 
 @cache
 def _single_statement(rules: InputRules) -> sa.TextClause:
     """The whole aggregation as one statement (PostgreSQL, and SQLite with keyless tables)."""
     sqlite = rules.dialect == "sqlite"
-    usable = finite_number("k.cost", rules.dialect)
-    sessions, duplicates = "COUNT(*)", "0"
+    also, sessions, duplicates = "", "COUNT(*)", "0"
     if rules.sessions_dedupe:  # a keyless table: rows sharing a session_id are not reported
         unique = dict(rules.sessions("s").rules)["duplicate session_id"]
-        usable = f"{usable} AND {unique}"
+        also = f" AND {unique}"
         sessions = f"SUM(CASE WHEN {unique} THEN 1 ELSE 0 END)"
         duplicates = f"SUM(CASE WHEN {unique} THEN 0 ELSE 1 END)"
     cost_join = "k.session_id = s.session_id"
     if rules.costs_dedupe:  # a keyless cost table: duplicated session_ids count as 0
         cost_join += " AND " + dict(rules.costs("k").rules)["duplicate session_id"]
-    cost = f"CASE WHEN {usable} THEN k.cost END"
+    cost = _usable_cost(rules.dialect, also)
     cost_sum = f"TOTAL({cost})" if sqlite else f"COALESCE(SUM({cost}), 0)"
     source = _SESSIONS if sqlite else "session_sources s"
     costs = _COSTS if sqlite else "session_costs k"
@@ -218,15 +217,17 @@ class CostScan:
                 for statement in _pass_statements(key_filter):
                     self._tasks.put(("groups", statement, params))
             self._tasks.put(("groups", _NULL_CHANNEL, {}))
-            self.passes = 2 * (len(bounds) + 2) + 1
         else:
             self._tasks.put(("groups", _single_statement(rules), {}))
-            self.passes = 1
         if rules.sessions_dedupe or rules.costs_dedupe:
             self._tasks.put(("orphans", _ORPHANS, {}))
         else:
             self._tasks.put(("cost_rows", _COST_ROWS, {}))
-        self.passes += 1
+
+    @property
+    def passes(self) -> int:
+        """Statements not started yet (all of them before any thread works)."""
+        return self._tasks.qsize()
 
     def work(self) -> None:
         """Run passes until none are left, in one read transaction on one connection."""
