@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from growthflow.attribution.cli import app as attribution_app
+from growthflow.commissions.cli import app as commissions_app
 from growthflow.errors import GrowthflowError
 from growthflow.vouchers.cli import app as vouchers_app
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(attribution_app, name="attribution")
 app.add_typer(vouchers_app, name="vouchers")
+app.add_typer(commissions_app, name="commissions")
 
 
 @app.command("ihc-server")

@@ -1,0 +1,1 @@
+"""Affiliate commissions ELT: landing zone -> bronze -> silver -> gold, with corrections."""

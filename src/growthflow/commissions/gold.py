@@ -1,0 +1,282 @@
+"""The gold step: promote validated files and recompute the affected days, in one transaction.
+
+Promotion is where a correction replaces the earlier file: for every (feed, day) with a newly
+validated file, the newest becomes current and every earlier version is superseded, its
+silver and quarantine rows deleted. The days whose inputs changed (the old and the new
+file's days; every day when a snapshot changed) are then recomputed by the SQL models in
+``sql/``, in the same transaction, so a reader sees the old gold tables or the new ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import cache
+from importlib import resources
+
+import sqlalchemy as sa
+
+from growthflow.commissions import schema
+from growthflow.commissions.config import FeedConfig
+from growthflow.errors import InputDataError
+
+MODELS = (  # run in this order; each file is one rule, readable on its own
+    "operator_keys",
+    "readings",
+    "scraper_amounts",
+    "earnings",
+    "clicks",
+    "source_daily",
+    "operator_daily",
+    "operator_monthly",
+    "day_warnings",
+)
+
+_MACROS = {
+    "sqlite": {
+        "month": lambda x: f"substr({x}, 1, 7)",
+        "days_between": lambda a, b: f"CAST(julianday({a}) - julianday({b}) AS INTEGER)",
+        "product": lambda a, b: f"(({a}) * ({b}))",
+        "floormod": lambda p, d: f"(((({p}) % ({d})) + ({d})) % ({d}))",
+        "floordiv": lambda p, d: f"((({p}) - (((({p}) % ({d})) + ({d})) % ({d}))) / ({d}))",
+        # 1/10,000 -> cents, half-up (away from zero); integer division truncates
+        "cents": lambda x: (
+            f"(CASE WHEN ({x}) >= 0 THEN (({x}) + 50) / 100 ELSE -((50 - ({x})) / 100) END)"
+        ),
+    },
+    "postgresql": {
+        "month": lambda x: f"to_char({x}, 'YYYY-MM')",
+        "days_between": lambda a, b: f"({a} - {b})",
+        "product": lambda a, b: f"(CAST({a} AS numeric) * ({b}))",
+        "floormod": lambda p, d: f"mod(mod({p}, {d}) + ({d}), {d})",
+        "floordiv": lambda p, d: f"div(({p}) - mod(mod({p}, {d}) + ({d}), {d}), {d})",
+        "cents": lambda x: (
+            f"(CASE WHEN ({x}) >= 0 THEN div(({x}) + 50, 100) ELSE -div(50 - ({x}), 100) END)"
+        ),
+    },
+}
+_MACROS["sqlite"]["money"] = _MACROS["postgresql"]["money"] = lambda x: f"(({x}) / 100.0)"
+_MACRO_START = re.compile(r"@(\w+)\(")
+
+
+def expand(sql: str, dialect: str) -> str:
+    """Expand ``@name(arg, ...)`` macros (nested ones too) for a dialect."""
+    macros = _MACROS[dialect]
+    out, pos = [], 0
+    while m := _MACRO_START.search(sql, pos):
+        out.append(sql[pos : m.start()])
+        depth, i, args, start = 1, m.end(), [], m.end()
+        while depth:
+            ch = sql[i]
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            elif ch == "," and depth == 1:
+                args.append(sql[start:i])
+                start = i + 1
+            i += 1
+        args.append(sql[start : i - 1])
+        out.append(macros[m[1]](*(expand(a.strip(), dialect) for a in args)))
+        pos = i
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+@cache
+def statements(model: str, dialect: str) -> tuple[str, ...]:
+    text = resources.files("growthflow.commissions").joinpath(f"sql/{model}.sql").read_text()
+    sql = expand(text, dialect)
+    return tuple(s.strip() for s in re.split(r";\s*(?:\n|$)", sql) if _has_code(s))
+
+
+def _has_code(sql: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())
+
+
+@dataclass
+class GoldStats:
+    promoted: int = 0
+    superseded: int = 0
+    days: int = 0
+    months: int = 0
+    rows: dict[str, int] = field(default_factory=dict)  # gold rows written per table
+    warnings: dict[str, int] = field(default_factory=dict)  # warning kinds of those days
+
+
+def _promote(conn: sa.Connection, config: FeedConfig) -> tuple[list, list, bool]:
+    """Make the newest validated file of each (feed, day) current; returns the promoted and
+    superseded (file_id, feed) pairs, and whether a snapshot changed."""
+    f = schema.files
+    pending = conn.execute(
+        sa.select(f.c.file_id, f.c.feed, f.c.day).where(f.c.state == "silver").order_by(f.c.file_id)
+    ).all()
+    if not pending:
+        return [], [], False
+    newest: dict[tuple, int] = {}
+    for file_id, feed, day in pending:
+        newest[(feed, day)] = file_id
+    promoted = [(fid, feed) for (feed, _day), fid in newest.items()]
+    superseded = [(fid, feed) for fid, feed, day in pending if newest[(feed, day)] != fid]
+    for (feed, day), fid in newest.items():
+        older = conn.execute(
+            sa.select(f.c.file_id).where(
+                f.c.feed == feed,
+                f.c.day.is_(None) if day is None else f.c.day == day,
+                f.c.state == "current",
+            )
+        ).scalars()
+        superseded.extend((old, feed) for old in older if old != fid)
+    for fid, feed in superseded:
+        _drop_file_rows(conn, config, fid, feed)
+    conn.execute(
+        sa.update(f)
+        .where(f.c.file_id.in_([fid for fid, _ in superseded]))
+        .values(state="superseded")
+    )
+    conn.execute(
+        sa.update(f).where(f.c.file_id.in_([fid for fid, _ in promoted])).values(state="current")
+    )
+    snapshot = any(config.feeds[feed].kind == "snapshot" for _fid, feed in promoted)
+    return promoted, superseded, snapshot
+
+
+def _drop_file_rows(conn: sa.Connection, config: FeedConfig, file_id: int, feed: str) -> None:
+    table = schema.silver[config.feeds[feed].role]
+    condition = table.c.file_id == file_id
+    if "day" in table.c:  # the clustered key starts with the day: delete day by day
+        days = sa.select(schema.file_days.c.day).where(schema.file_days.c.file_id == file_id)
+        condition = sa.and_(table.c.day.in_(days), condition)
+    conn.execute(sa.delete(table).where(condition))
+    conn.execute(sa.delete(schema.quarantine).where(schema.quarantine.c.file_id == file_id))
+    w = schema.warnings
+    conn.execute(sa.delete(w).where(w.c.file_id == file_id, w.c.origin == "file"))
+
+
+def _affected_days(conn: sa.Connection, file_ids: list[int], everything: bool) -> list[date]:
+    fd, f = schema.file_days, schema.files
+    if everything:
+        query = (
+            sa.select(fd.c.day)
+            .join(f, f.c.file_id == fd.c.file_id)
+            .where(sa.or_(f.c.state == "current", fd.c.file_id.in_(file_ids)))
+        )
+    else:
+        query = sa.select(fd.c.day).where(fd.c.file_id.in_(file_ids))
+    return sorted(set(conn.execute(query).scalars()))
+
+
+def run_gold(engine: sa.Engine, config: FeedConfig, *, full: bool = False) -> GoldStats:
+    """Promote validated files and recompute every affected day (all days with ``full``)."""
+    stats = GoldStats()
+    dialect = engine.dialect.name
+    with engine.begin() as conn:
+        promoted, superseded, snapshot = _promote(conn, config)
+        stats.promoted, stats.superseded = len(promoted), len(superseded)
+        changed = [fid for fid, _ in promoted + superseded]
+        days = _affected_days(conn, changed, everything=snapshot or full)
+        if days:
+            _recompute(conn, config, days, dialect, stats)
+        _landing_warnings(conn, config)
+    return stats
+
+
+def _recompute(conn, config: FeedConfig, days: list[date], dialect: str, stats: GoldStats):
+    for statement in statements("temp_tables", dialect):
+        conn.execute(sa.text(statement))
+    try:
+        days_table = sa.table("gf_tmp_days", sa.column("day", sa.Date))
+        conn.execute(sa.insert(days_table), [{"day": d} for d in days])
+        params = {"rate_e4": config.rate_e4}
+        for model in MODELS:
+            for statement in statements(model, dialect):
+                conn.execute(sa.text(statement), params)
+        _check_exact(conn)
+        all_days = conn.execute(sa.text("SELECT day FROM gf_tmp_days")).scalars().all()
+        months = sorted({str(d)[:7] for d in all_days})
+        stats.days, stats.months = len(all_days), len(months)
+        for table in ("commission_source_daily", "scraper_daily_amounts"):
+            stats.rows[table] = conn.execute(
+                sa.text(  # a constant table name
+                    f"SELECT COUNT(*) FROM {table} WHERE date IN (SELECT day FROM gf_tmp_days)"  # noqa: S608
+                )
+            ).scalar_one()
+        om = schema.operator_monthly
+        stats.rows["commission_operator_monthly"] = conn.execute(
+            sa.select(sa.func.count()).select_from(om).where(om.c.month.in_(months))
+        ).scalar_one()
+        stats.warnings = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT kind, COUNT(*) FROM commission_warnings WHERE origin = 'day' "
+                    "AND date IN (SELECT day FROM gf_tmp_days) GROUP BY kind"
+                )
+            ).all()
+        )
+    finally:
+        for name in (
+            "days",
+            "counters",
+            "operator_keys",
+            "earnings",
+            "clicks",
+            "source_day",
+            "alloc",
+        ):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS gf_tmp_{name}"))
+
+
+def _check_exact(conn: sa.Connection) -> None:
+    """Every source-day's commission is shared out to the cent (SQLite's 64-bit integers
+    would otherwise overflow silently into floats on enormous amounts)."""
+    wrong = conn.execute(
+        sa.text(
+            "SELECT COUNT(*) FROM gf_tmp_source_day s LEFT JOIN ("
+            " SELECT scope, day, marketing_source, SUM(cents) AS cents FROM gf_tmp_alloc"
+            " GROUP BY scope, day, marketing_source) a"
+            " ON a.scope = s.scope AND a.day = s.day AND a.marketing_source = s.marketing_source"
+            " WHERE a.cents IS NULL OR a.cents <> s.commission_cents"
+        )
+    ).scalar_one()
+    if wrong:
+        raise InputDataError(
+            f"{wrong} source-day commission(s) could not be shared among operators exactly "
+            "(amounts beyond 64-bit integer range on SQLite); use PostgreSQL for such amounts"
+        )
+
+
+def _landing_warnings(conn: sa.Connection, config: FeedConfig) -> None:
+    """A daily feed's missing days between its first and last loaded file."""
+    w, f = schema.warnings, schema.files
+    conn.execute(sa.delete(w).where(w.c.origin == "landing"))
+    rows = []
+    for feed in config.feeds.values():
+        if feed.kind != "daily":
+            continue
+        loaded = set(
+            conn.execute(
+                sa.select(f.c.day).where(f.c.feed == feed.name, f.c.state == "current")
+            ).scalars()
+        )
+        if len(loaded) < 2:
+            continue
+        first, last = min(loaded), max(loaded)
+        kind = "missing file (required feed)" if feed.required else "missing file (optional feed)"
+        for offset in range((last - first).days):
+            day = first + timedelta(days=offset)
+            if day not in loaded:
+                rows.append(
+                    {
+                        "kind": kind,
+                        "feed": feed.name,
+                        "date": day,
+                        "subject": f"{feed.name}/{day.isoformat()}.csv",
+                        "rows": 0,
+                        "file_id": None,
+                        "line": None,
+                        "origin": "landing",
+                    }
+                )
+    if rows:
+        conn.execute(sa.insert(w), rows)

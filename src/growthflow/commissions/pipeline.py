@@ -1,0 +1,166 @@
+"""The commissions run: discover -> bronze -> silver -> gold -> archive, under a run lock.
+
+Every step is a plain function over the database (and the landing zone); the state of each
+file in ``commission_files`` says what is left to do, so a run after a crash, or a run of the
+Airflow DAG's tasks one by one, finishes exactly the work that is missing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from growthflow.commissions import schema
+from growthflow.commissions.bronze import LOADED, REJECTED, FileLoad, load_bronze
+from growthflow.commissions.config import FeedConfig
+from growthflow.commissions.gold import GoldStats, run_gold
+from growthflow.commissions.landing import Discovery, archive_path, discover, move
+from growthflow.commissions.silver import FileCheck, validate_pending
+from growthflow.database import is_postgres, translate_errors
+from growthflow.errors import GrowthflowError
+
+_LOCK_KEY = 0x67_66_63_6F  # PostgreSQL advisory lock of growthflow commissions ("gfco")
+
+
+class RunLocked(GrowthflowError):
+    """Another commissions run holds the lock."""
+
+
+@contextmanager
+def run_lock(engine: sa.Engine, wait_seconds: float = 0) -> Iterator[None]:
+    """One commissions run at a time per database: a PostgreSQL advisory lock, or a lock file
+    beside the SQLite database. Both are released when the process dies, even by kill -9."""
+    deadline = time.monotonic() + wait_seconds
+    message = (
+        "another growthflow commissions run is working on this database; "
+        "wait for it to finish (or pass --wait SECONDS)"
+    )
+    if is_postgres(engine):
+        with engine.connect() as conn:
+            while not conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}
+            ).scalar():
+                if time.monotonic() >= deadline:
+                    raise RunLocked(message)
+                time.sleep(0.2)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                conn.commit()
+        return
+    database = engine.url.database or ""
+    if database in ("", ":memory:"):
+        yield
+        return
+    path = f"{database}.commissions.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RunLocked(message) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RunSummary:
+    discovery: Discovery = field(default_factory=Discovery)
+    loads: list[FileLoad] = field(default_factory=list)
+    checks: list[FileCheck] = field(default_factory=list)
+    gold: GoldStats = field(default_factory=GoldStats)
+    archived: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def quarantined(self) -> Counter:
+        total = Counter()
+        for check in self.checks:
+            total.update(check.quarantined)
+        return total
+
+    @property
+    def warnings(self) -> Counter:
+        total = Counter()
+        for check in self.checks:
+            total.update(check.warnings)
+        total.update(self.gold.warnings)
+        return total
+
+    def loaded_per_feed(self) -> Counter:
+        return Counter(load.item.feed for load in self.loads if load.outcome == LOADED)
+
+    @property
+    def rejected(self) -> list[FileLoad]:
+        return [load for load in self.loads if load.outcome == REJECTED and load.reason]
+
+
+def archive_files(engine: sa.Engine, loads: list[FileLoad], archive: Path) -> int:
+    """Move every landing file whose content is loaded (current or superseded) or rejected
+    to the archive; files still waiting for silver or gold stay. Returns the files moved."""
+    f = schema.files
+    moved = 0
+    with engine.connect() as conn:
+        for load in loads:
+            states = set(
+                conn.execute(
+                    sa.select(f.c.state).where(
+                        f.c.feed == load.item.feed,
+                        f.c.name == load.item.name,
+                        f.c.content_hash == load.digest,
+                    )
+                ).scalars()
+            )
+            if states & {"bronze", "silver"} or not states:
+                continue
+            if not load.item.path.exists():
+                continue
+            rejected = states == {"rejected"}
+            move(load.item.path, archive_path(archive, load.item, load.digest, rejected))
+            moved += 1
+    return moved
+
+
+def run_commissions(
+    engine: sa.Engine,
+    config: FeedConfig,
+    landing: Path,
+    archive: Path,
+    *,
+    wait_seconds: float = 0,
+    now: float | None = None,
+) -> RunSummary:
+    """Process every complete file of the landing zone."""
+    summary = RunSummary()
+    schema.init_db(engine)
+    with run_lock(engine, wait_seconds), translate_errors(engine):
+        t = time.perf_counter()
+        summary.discovery = discover(landing, config, now)
+        summary.loads = load_bronze(engine, config, summary.discovery.files)
+        summary.seconds["bronze"] = time.perf_counter() - t
+        t = time.perf_counter()
+        cache = {load.file_id: load.records for load in summary.loads if load.records}
+        summary.checks = validate_pending(engine, config, cache)
+        summary.seconds["silver"] = time.perf_counter() - t
+        t = time.perf_counter()
+        summary.gold = run_gold(engine, config)
+        summary.seconds["gold"] = time.perf_counter() - t
+        t = time.perf_counter()
+        summary.archived = archive_files(engine, summary.loads, archive)
+        summary.seconds["archive"] = time.perf_counter() - t
+    return summary

@@ -1,0 +1,21 @@
+-- Rule 11, scopes: the raw earnings of each (day, marketing source, operator).
+--   events    routy + manual rows (every feed with the role `earnings`)
+--   scrapers  the amounts of the scrapers' running totals (baselines have none)
+--   combined  both
+INSERT INTO gf_tmp_earnings (scope, day, marketing_source, operator, raw_e4)
+SELECT 'events', e.day, e.marketing_source, COALESCE(k.std_operator, e.operator),
+       SUM(e.raw_earnings_e4)
+FROM commission_silver_earnings e
+JOIN gf_tmp_days d ON d.day = e.day
+LEFT JOIN gf_tmp_operator_keys k ON k.key = e.operator_key
+GROUP BY e.day, e.marketing_source, COALESCE(k.std_operator, e.operator);
+
+INSERT INTO gf_tmp_earnings (scope, day, marketing_source, operator, raw_e4)
+SELECT 'scrapers', r.day, r.marketing_source, r.operator, r.amount_e4
+FROM gf_commission_readings r JOIN gf_tmp_days d ON d.day = r.day
+WHERE r.amount_e4 IS NOT NULL;
+
+INSERT INTO gf_tmp_earnings (scope, day, marketing_source, operator, raw_e4)
+SELECT 'combined', day, marketing_source, operator, SUM(raw_e4)
+FROM gf_tmp_earnings
+GROUP BY day, marketing_source, operator;
