@@ -11,6 +11,7 @@ and a rerun that finds it loaded already only finishes the move.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -113,7 +114,7 @@ def move(source: Path, target: Path) -> None:
         os.replace(source, target)
         return
     except OSError as exc:
-        if exc.errno != 18:  # EXDEV: another file system
+        if exc.errno != errno.EXDEV:  # the archive is on another file system
             raise
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with source.open("rb") as src, tmp.open("wb") as dst:
