@@ -3,6 +3,7 @@ figures, corrections equal to a fresh run, exact money invariants, and the file-
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -11,6 +12,7 @@ import sys
 import time
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +25,7 @@ from growthflow.commissions.landing import discover
 from growthflow.commissions.pipeline import RunLocked, run_commissions, run_lock
 from growthflow.commissions.schema import init_db
 from growthflow.commissions.validate import parse_day, parse_number
+from growthflow.errors import InputDataError
 
 from conftest import SHARED
 
@@ -370,6 +373,32 @@ def test_a_second_run_waits_or_exits_with_a_clear_message(db, tmp_path):
         pass
 
 
+def reference_operator_shares(files: dict, commissions: dict) -> dict:
+    """Plain-Python operator shares: (day, operator) -> cents, from rows (source, raw, operator)
+    and each source-day's commission, by running-sum rounding in operator name order."""
+    out = defaultdict(int)
+    for day, rows in files.items():
+        by_source = defaultdict(lambda: defaultdict(Decimal))
+        for source, raw, operator in rows:
+            by_source[source]["X" if operator == "x" else operator] += Decimal(raw)
+        for source, raws in by_source.items():
+            c = int(commissions[(day, source)] * 100)
+            total = sum(raws.values())
+            names = sorted(raws, key=lambda name: name.encode())
+            weights = [1 if total == 0 else raws[n] if total > 0 else -raws[n] for n in names]
+            d = Fraction(len(names) if total == 0 else abs(total))
+            through = Fraction(0)
+            for name, w in zip(names, map(Fraction, weights), strict=True):
+                share = math.floor(c * (through + w) / d) - math.floor(c * through / d)
+                assert abs(share - c * w / d) < 1  # within a cent of the exact share
+                out[(day, name)] += share
+                through += w
+    for (day, source), commission in commissions.items():
+        if not any(s == source for s, _r, _o in files.get(day, [])):
+            out[(day, "UNATTRIBUTED")] += int(commission * 100)
+    return dict(out)
+
+
 def reference_events(files: dict[str, list[tuple]], deals: dict, clicks: dict) -> dict:
     """Plain-Python events scope: (day, source) -> commission, from rows (source, raw)."""
     out = {}
@@ -377,7 +406,7 @@ def reference_events(files: dict[str, list[tuple]], deals: dict, clicks: dict) -
     by_key = defaultdict(Decimal)
     active = set()
     for day, rows in files.items():
-        for source, raw in rows:
+        for source, raw, _operator in rows:
             by_key[(day, source)] += Decimal(raw)
             active.add((day, source))
     active.update(clicks)
@@ -421,7 +450,7 @@ def test_events_commissions_equal_a_plain_reference_and_shares_add_up(db, tmp_pa
             )
             for _ in range(rng.randint(0, 40))
         ]
-        files[day] = [(s, raw) for s, raw, _ in rows]
+        files[day] = rows
         write(
             landing / "routy" / f"{day}.csv",
             "date,marketing_source,operator,country,countryCode,raw_earnings,visits,signups\n"
@@ -437,6 +466,40 @@ def test_events_commissions_equal_a_plain_reference_and_shares_add_up(db, tmp_pa
     run(db, landing)
     got = {k: v[3] for k, v in source_daily(db).items()}
     assert got == reference_events(files, deals, clicks)
+    shares = db.rows(
+        "SELECT day, operator, commission_cents FROM gf_commission_operator_daily "
+        "WHERE scope = 'events' AND commission_cents <> 0"
+    )
+    expected = reference_operator_shares(files, got)
+    assert {(str(d), o): c for d, o, c in shares} == {k: v for k, v in expected.items() if v}
+    check_invariants(db)
+
+
+def test_shares_beyond_64_bit_integers_are_refused_on_sqlite_and_exact_on_postgresql(db, tmp_path):
+    landing = tmp_path / "landing"
+    synthetic(landing)
+    write(
+        landing / "routy" / "2024-05-01.csv",
+        "date,marketing_source,operator,country,countryCode,raw_earnings,visits,signups\n"
+        "2024-05-01,B,Op One,US,NULL,99999999999999.9999,1,0\n"
+        "2024-05-01,B,Op Two,FR,NULL,0.0001,1,0\n",
+    )
+    if db.engine.dialect.name == "sqlite":
+        with pytest.raises(InputDataError, match="use PostgreSQL for such amounts"):
+            run(db, landing)
+        assert db.rows("SELECT COUNT(*) FROM commission_source_daily") == [(0,)]
+        return
+    run(db, landing)
+    shares = dict(
+        db.rows(
+            "SELECT operator, commission_cents FROM gf_commission_operator_daily "
+            "WHERE scope = 'events'"
+        )
+    )
+    total = 10_000_000_000_010_000  # (raw 100,000,000,000,000 + FIXED 100) in cents
+    exact = {"OP1": Fraction(total) * (10**18 - 1) / 10**18, "OP2": Fraction(total, 10**18)}
+    assert all(abs(shares[op] - exact[op]) < 1 for op in exact)
+    assert sum(shares.values()) == total
     check_invariants(db)
 
 

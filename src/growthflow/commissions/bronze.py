@@ -111,7 +111,11 @@ def load_file(engine: sa.Engine, config: FeedConfig, item: LandingFile) -> FileL
     return FileLoad(item, digest, LOADED, file_id, records)
 
 
+def bronze_order(items: list[LandingFile]) -> list[LandingFile]:
+    """Snapshots first, then days in order."""
+    return sorted(items, key=lambda i: (i.day is not None, i.day or i.name, i.feed))
+
+
 def load_bronze(engine: sa.Engine, config: FeedConfig, items: list[LandingFile]) -> list[FileLoad]:
-    """Load every landing file not loaded yet (snapshots first, then days in order)."""
-    order = sorted(items, key=lambda i: (i.day is not None, i.day or i.name, i.feed))
-    return [load_file(engine, config, item) for item in order]
+    """Load every landing file not loaded yet."""
+    return [load_file(engine, config, item) for item in bronze_order(items)]

@@ -36,6 +36,8 @@ MODELS = (  # run in this order; each file is one rule, readable on its own
 _MACROS = {
     "sqlite": {
         "month": lambda x: f"substr({x}, 1, 7)",
+        "clustered": lambda _: "WITHOUT ROWID",
+        "bytewise": lambda x: x,
         "days_between": lambda a, b: f"CAST(julianday({a}) - julianday({b}) AS INTEGER)",
         "product": lambda a, b: f"(({a}) * ({b}))",
         "floormod": lambda p, d: f"(((({p}) % ({d})) + ({d})) % ({d}))",
@@ -47,6 +49,8 @@ _MACROS = {
     },
     "postgresql": {
         "month": lambda x: f"to_char({x}, 'YYYY-MM')",
+        "clustered": lambda _: "",
+        "bytewise": lambda x: f'{x} COLLATE "C"',
         "days_between": lambda a, b: f"({a} - {b})",
         "product": lambda a, b: f"(CAST({a} AS numeric) * ({b}))",
         "floormod": lambda p, d: f"mod(mod({p}, {d}) + ({d}), {d})",
@@ -221,28 +225,36 @@ def _recompute(conn, config: FeedConfig, days: list[date], dialect: str, stats: 
             "operator_keys",
             "earnings",
             "clicks",
+            "activity",
             "source_day",
-            "alloc",
         ):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS gf_tmp_{name}"))
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _check_exact(conn: sa.Connection) -> None:
-    """Every source-day's commission is shared out to the cent (SQLite's 64-bit integers
-    would otherwise overflow silently into floats on enormous amounts)."""
-    wrong = conn.execute(
+    """SQLite's integers are 64-bit and its arithmetic turns to floats, silently, beyond: refuse
+    amounts whose shares (commission x raw earnings) could leave that range. PostgreSQL
+    computes the shares in NUMERIC and needs no such limit."""
+    if conn.dialect.name != "sqlite":
+        return
+    commission, raw = conn.execute(
         sa.text(
-            "SELECT COUNT(*) FROM gf_tmp_source_day s LEFT JOIN ("
-            " SELECT scope, day, marketing_source, SUM(cents) AS cents FROM gf_tmp_alloc"
-            " GROUP BY scope, day, marketing_source) a"
-            " ON a.scope = s.scope AND a.day = s.day AND a.marketing_source = s.marketing_source"
-            " WHERE a.cents IS NULL OR a.cents <> s.commission_cents"
+            "SELECT (SELECT MAX(ABS(commission_cents)) FROM gf_tmp_source_day),"
+            " (SELECT MAX(ABS(raw_e4)) FROM gf_tmp_earnings)"
+        )
+    ).one()
+    inexact = conn.execute(
+        sa.text(
+            "SELECT COUNT(*) FROM gf_tmp_source_day WHERE typeof(commission_cents) <> 'integer'"
         )
     ).scalar_one()
-    if wrong:
+    if inexact or (commission or 0) * max(raw or 0, 1) > _INT64_MAX:
         raise InputDataError(
-            f"{wrong} source-day commission(s) could not be shared among operators exactly "
-            "(amounts beyond 64-bit integer range on SQLite); use PostgreSQL for such amounts"
+            "commissions this large cannot be shared among operators exactly on SQLite "
+            "(beyond its 64-bit integers); use PostgreSQL for such amounts"
         )
 
 

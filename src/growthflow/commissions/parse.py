@@ -94,11 +94,14 @@ def split_fields(raw: list[str], width: int) -> tuple[list[pa.Array], np.ndarray
         return [pa.array([], pa.string()) for _ in range(width)], np.zeros(0, dtype=bool)
     if not any('"' in r for r in raw):
         lists = pc.split_pattern(pa.array(raw, pa.string()), ",")
-        wellformed = pc.equal(pc.list_value_length(lists), width)
-        good = pc.if_else(wellformed, lists, pa.scalar(None, lists.type))
-        columns = [pc.list_element(pc.fill_null(good, [""] * width), i) for i in range(width)]
-        mask = wellformed.to_numpy(zero_copy_only=False)
-        return [pc.if_else(wellformed, col, pa.scalar(None, pa.string())) for col in columns], mask
+        mask = pc.list_value_length(lists).to_numpy(zero_copy_only=False) == width
+        every = bool(mask.all())
+        fields = pc.list_flatten(lists if every else lists.filter(pa.array(mask)))
+        columns = [fields.take(np.arange(i, len(fields), width)) for i in range(width)]
+        if not every:  # the others get nulls
+            where = pa.array(np.cumsum(mask) - 1, mask=~mask)
+            columns = [column.take(where) for column in columns]
+        return columns, mask
     rows = [_csv_fields(r) for r in raw]
     mask = np.fromiter((len(r) == width for r in rows), dtype=bool, count=len(rows))
     padded = [r if ok else [None] * width for r, ok in zip(rows, mask, strict=True)]

@@ -19,11 +19,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from growthflow.commissions import schema
-from growthflow.commissions.bronze import LOADED, REJECTED, FileLoad, load_bronze
+from growthflow.commissions.bronze import LOADED, REJECTED, FileLoad, bronze_order, load_file
 from growthflow.commissions.config import FeedConfig
 from growthflow.commissions.gold import GoldStats, run_gold
 from growthflow.commissions.landing import Discovery, archive_path, discover, move
-from growthflow.commissions.silver import FileCheck, validate_pending
+from growthflow.commissions.silver import FileCheck, validate_file, validate_pending
 from growthflow.database import is_postgres, translate_errors
 from growthflow.errors import GrowthflowError
 
@@ -149,14 +149,23 @@ def run_commissions(
     summary = RunSummary()
     schema.init_db(engine)
     with run_lock(engine, wait_seconds), translate_errors(engine):
-        t = time.perf_counter()
         summary.discovery = discover(landing, config, now)
-        summary.loads = load_bronze(engine, config, summary.discovery.files)
-        summary.seconds["bronze"] = time.perf_counter() - t
+        summary.seconds["bronze"] = summary.seconds["silver"] = 0.0
+        # One file at a time through bronze and silver: memory follows the largest file, not
+        # the landing zone. Files left in bronze by an interrupted run are validated after.
+        for item in bronze_order(summary.discovery.files):
+            t = time.perf_counter()
+            load = load_file(engine, config, item)
+            summary.loads.append(load)
+            summary.seconds["bronze"] += time.perf_counter() - t
+            t = time.perf_counter()
+            if load.records is not None:
+                summary.checks.append(validate_file(engine, config, load.file_id, load.records))
+                load.records = None
+            summary.seconds["silver"] += time.perf_counter() - t
         t = time.perf_counter()
-        cache = {load.file_id: load.records for load in summary.loads if load.records}
-        summary.checks = validate_pending(engine, config, cache)
-        summary.seconds["silver"] = time.perf_counter() - t
+        summary.checks.extend(validate_pending(engine, config))
+        summary.seconds["silver"] += time.perf_counter() - t
         t = time.perf_counter()
         summary.gold = run_gold(engine, config)
         summary.seconds["gold"] = time.perf_counter() - t

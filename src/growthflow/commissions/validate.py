@@ -125,7 +125,13 @@ def parse_number(text: pa.Array, *, whole: bool) -> tuple[pa.Array, pa.Array]:
 def parse_day(text: pa.Array) -> pa.Array:
     """The date part of a timestamp as a date, or null: YYYY-MM-DD or YYYY/MM/DD (one-digit
     month or day accepted), optionally followed by a time after a space or a T."""
-    parts = pc.extract_regex(pc.fill_null(text, ""), _DATE)
+    # Parsed once per distinct text before the first space: a file holds few days.
+    first = pc.list_element(pc.split_pattern(pc.fill_null(text, ""), " ", max_splits=1), 0)
+    return _on_distinct(first, _parse_days)
+
+
+def _parse_days(text: pa.Array) -> pa.Array:
+    parts = pc.extract_regex(text, _DATE)
     iso = pc.binary_join_element_wise(
         pc.struct_field(parts, "y"),
         pc.utf8_lpad(pc.struct_field(parts, "m"), 2, "0"),

@@ -16,6 +16,11 @@ FROM gf_commission_readings r JOIN gf_tmp_days d ON d.day = r.day
 WHERE r.amount_e4 IS NOT NULL;
 
 INSERT INTO gf_tmp_earnings (scope, day, marketing_source, operator, raw_e4)
-SELECT 'combined', day, marketing_source, operator, SUM(raw_e4)
-FROM gf_tmp_earnings
-GROUP BY day, marketing_source, operator;
+SELECT 'combined', day, marketing_source, operator, raw_e4
+FROM gf_tmp_earnings WHERE scope = 'events';
+
+INSERT INTO gf_tmp_earnings (scope, day, marketing_source, operator, raw_e4)
+SELECT 'combined', day, marketing_source, operator, raw_e4
+FROM gf_tmp_earnings WHERE scope = 'scrapers'
+ON CONFLICT (scope, day, marketing_source, operator)
+DO UPDATE SET raw_e4 = gf_tmp_earnings.raw_e4 + excluded.raw_e4;

@@ -5,22 +5,22 @@
 --   Hybrid N  raw + N + rate x clicks
 -- A source without a deal takes the `Default` row (FIXED 0 when there is none). A source with
 -- clicks but no earnings still gets its row, in every scope. Negative results are kept.
+INSERT INTO gf_tmp_activity (scope, day, marketing_source, raw_e4, clicks, operators)
+SELECT scope, day, marketing_source, SUM(raw_e4), 0, COUNT(*)
+FROM gf_tmp_earnings
+GROUP BY scope, day, marketing_source;
+
+INSERT INTO gf_tmp_activity (scope, day, marketing_source, raw_e4, clicks, operators)
+SELECT s.scope, c.day, c.marketing_source, 0, c.clicks, 0
+FROM gf_tmp_clicks c
+CROSS JOIN (SELECT 'events' AS scope UNION ALL SELECT 'scrapers'
+            UNION ALL SELECT 'combined') s
+WHERE true
+ON CONFLICT (scope, day, marketing_source) DO UPDATE SET clicks = excluded.clicks;
+
 INSERT INTO gf_tmp_source_day
-    (scope, day, marketing_source, deal, raw_e4, clicks, commission_cents)
-WITH activity AS (
-    SELECT scope, day, marketing_source, raw_e4, 0 AS clicks FROM gf_tmp_earnings
-    UNION ALL
-    SELECT s.scope, c.day, c.marketing_source, 0, c.clicks
-    FROM gf_tmp_clicks c
-    CROSS JOIN (SELECT 'events' AS scope UNION ALL SELECT 'scrapers'
-                UNION ALL SELECT 'combined') s
-),
-source_day AS (
-    SELECT scope, day, marketing_source, SUM(raw_e4) AS raw_e4, SUM(clicks) AS clicks
-    FROM activity
-    GROUP BY scope, day, marketing_source
-),
-fallback AS (
+    (scope, day, marketing_source, deal, raw_e4, clicks, operators, commission_cents)
+WITH fallback AS (
     SELECT deal, deal_fee_e4, deal_per_click FROM commission_silver_deals
     WHERE marketing_source = 'DEFAULT'
     UNION ALL
@@ -29,11 +29,11 @@ fallback AS (
 )
 SELECT s.scope, s.day, s.marketing_source,
        CASE WHEN d.deal IS NOT NULL THEN d.deal ELSE f.deal || ' (Default)' END,
-       s.raw_e4, s.clicks,
+       s.raw_e4, s.clicks, s.operators,
        @cents(s.raw_e4 + COALESCE(d.deal_fee_e4, f.deal_fee_e4)
               + CASE WHEN COALESCE(d.deal_per_click, f.deal_per_click) = 1
                      THEN :rate_e4 * s.clicks ELSE 0 END)
-FROM source_day s
+FROM gf_tmp_activity s
 LEFT JOIN commission_silver_deals d ON d.marketing_source = s.marketing_source
 CROSS JOIN fallback f;
 
