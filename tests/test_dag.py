@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from growthflow.attribution.demo import generate_demo_data
 from growthflow.attribution.ihc_server import create_app
 from growthflow.database import create_engine
 from growthflow.server import BackgroundServer
+
+from conftest import SHARED
 
 pytest.importorskip("airflow", reason="Airflow is installed with growthflow[airflow]")
 
@@ -85,7 +89,11 @@ print(json.dumps({{
     assert result.returncode == 0, result.stderr[-2000:]
     facts = json.loads(result.stdout.strip().splitlines()[-1])
     assert facts["errors"] == {}
-    assert facts["all_dags"] == ["growthflow_attribution", "growthflow_vouchers"]
+    assert facts["all_dags"] == [
+        "growthflow_attribution",
+        "growthflow_commissions",
+        "growthflow_vouchers",
+    ]
     assert facts["tasks"] == [
         "attribute",
         "build_journeys",
@@ -273,3 +281,177 @@ def test_vouchers_dag_runs_extract_clean_segment_publish(airflow_env, tmp_path):
         ("recency_segment", "30-60", 3520.0, 1),
     ]
     assert summary["clean"]["other_country"] == 1 and summary["clean"]["kept"] == 2
+
+
+def _landing_file(path: Path, text: str, *, age_s: float = 3600) -> None:
+    """A landing file written ``age_s`` ago (settled: the run loads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+
+
+COMMISSION_FILES = {
+    "deals.csv": "marketing_source,deal,comments\nA,PPC,\nB,FIXED 100,\nDefault,FIXED 0,\n",
+    "voluum_mapper.csv": "voluum_brand,marketing_source\nBrand A,A\nBrand B,B\n",
+    "central_mapping.csv": "variants,std_operator,country\nOp One,OP1,US\nOp Two,OP2,FR\n",
+    "routy/2024-05-01.csv": "date,marketing_source,operator,country,countryCode,raw_earnings,"
+    "visits,signups\n2024-05-01,A,Op One,US,NULL,10.5,1,0\n2024-05-01,B,op two,FR,NULL,n/a,1,0\n"
+    "2024-05-01,B,Op Two,FR,NULL,7,1,0\n",
+    "voluum/2024-05-01.csv": "date,voluum_brand,clicks\n2024-05-01,Brand A,3\n",
+    "manual/2024-05-01.csv": "date,marketing_source,operator,raw_earnings,visits,signups\n"
+    "2024-05-01,A,Op Two,2,0,0\n",
+}
+LATE_FILES = {  # the run's day: they arrive while the sensors wait
+    "routy/2024-05-02.csv": "date,marketing_source,operator,country,countryCode,raw_earnings,"
+    "visits,signups\n2024-05-02,A,Op One,US,NULL,1,1,0\n",
+    "voluum/2024-05-02.csv": "date,voluum_brand,clicks\n2024-05-02,Brand B,4\n",
+}
+
+
+def _gold(db: str) -> dict:
+    with create_engine(db).connect() as conn:
+        return {
+            table: [tuple(map(str, row)) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+            for table in (
+                "commission_source_daily",
+                "commission_operator_monthly",
+                "scraper_daily_amounts",
+                "commission_quarantine",
+            )
+        }
+
+
+def test_commissions_dag_waits_for_the_day_then_loads_validates_computes_archives(
+    airflow_env, tmp_path
+):
+    landing, archive = tmp_path / "landing", tmp_path / "archive"
+    for name, text in COMMISSION_FILES.items():
+        _landing_file(landing / name, text)
+    db = f"sqlite:///{tmp_path / 'commissions.db'}"
+
+    conf = {"landing": str(landing), "archive": str(archive), "poke_seconds": 1}
+    dag_test = subprocess.Popen(
+        [
+            BIN / "airflow",
+            "dags",
+            "test",
+            "growthflow_commissions",
+            "2024-05-02",
+            "-c",
+            json.dumps(conf),
+        ],
+        env={**airflow_env, "GROWTHFLOW_DATABASE_URL": db},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    timer = threading.Timer(600, dag_test.kill)
+    timer.start()
+    lines = []
+    try:
+        for line in dag_test.stdout:
+            lines.append(line)
+            if "running trigger in line" in line:  # a sensor deferred: the files arrive
+                for name, text in LATE_FILES.items():
+                    if not (landing / name).exists():
+                        _landing_file(landing / name, text)
+        dag_test.wait()
+    finally:
+        timer.cancel()
+    log = "".join(lines)
+    assert dag_test.returncode == 0, log[-3000:]
+    assert "waiting up to 6.0 h for" in log
+    assert "running trigger in line" in log  # the sensor deferred, its trigger saw the file
+    for task_id in (
+        "wait_routy",
+        "wait_voluum",
+        "load_routy",
+        "load_manual",
+        "load_scrapers",
+        "load_deals",
+        "validate",
+        "gold",
+        "archive",
+    ):
+        assert f"task_id={task_id}" in log, task_id
+    assert "task_id=wait_manual" not in log and "task_id=wait_scrapers" not in log  # optional
+    assert not list(landing.rglob("*.csv"))  # everything archived
+    dag_gold = _gold(db)
+    assert ("events", "2024-05-02", "A") in {r[:3] for r in dag_gold["commission_source_daily"]}
+    assert len(dag_gold["commission_quarantine"]) == 1  # the n/a row
+    # The same files through the CLI give the same gold tables.
+    again = tmp_path / "again"
+    for name, text in {**COMMISSION_FILES, **LATE_FILES}.items():
+        _landing_file(again / name, text)
+    cli_db = f"sqlite:///{tmp_path / 'cli.db'}"
+    cli = subprocess.run(
+        [
+            BIN / "growthflow",
+            "commissions",
+            "run",
+            "--db",
+            cli_db,
+            "--landing",
+            str(again),
+            "--archive",
+            str(tmp_path / "cli_archive"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert _gold(cli_db) == dag_gold
+
+
+SAMPLES = SHARED / "commissions" / "test_case_data"
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/datasets is absent")
+def test_commissions_dag_on_the_sample_files_equals_the_cli(airflow_env, tmp_path):
+    """The three sample drops, final state, through dag.test() and through the CLI."""
+    for target in ("dag", "cli"):
+        for drop in ("data_1a", "data_1b", "data_2"):
+            for path in sorted((SAMPLES / drop).rglob("*.csv")):
+                name = path.relative_to(SAMPLES / drop)
+                _landing_file(tmp_path / target / "landing" / name, path.read_text())
+    conf = {"landing": str(tmp_path / "dag" / "landing"), "archive": str(tmp_path / "dag" / "a")}
+    db = f"sqlite:///{tmp_path / 'dag.db'}"
+    result = subprocess.run(
+        [
+            BIN / "airflow",
+            "dags",
+            "test",
+            "growthflow_commissions",
+            "2024-03-28",
+            "-c",
+            json.dumps(conf),
+        ],
+        env={**airflow_env, "GROWTHFLOW_DATABASE_URL": db},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    cli_db = f"sqlite:///{tmp_path / 'cli.db'}"
+    cli = subprocess.run(
+        [
+            BIN / "growthflow",
+            "commissions",
+            "run",
+            "--db",
+            cli_db,
+            "--landing",
+            str(tmp_path / "cli" / "landing"),
+            "--archive",
+            str(tmp_path / "cli" / "a"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    gold = _gold(db)
+    assert gold == _gold(cli_db) and len(gold["scraper_daily_amounts"]) > 0
+    assert not list((tmp_path / "dag" / "landing").rglob("*.csv"))

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,11 +23,12 @@ from growthflow.commissions import schema
 from growthflow.commissions.bronze import LOADED, REJECTED, FileLoad, bronze_order, load_file
 from growthflow.commissions.config import FeedConfig
 from growthflow.commissions.gold import GoldStats, run_gold
-from growthflow.commissions.landing import Discovery, archive_path, discover, move
+from growthflow.commissions.landing import Discovery, archive_path, content_hash, discover, move
 from growthflow.commissions.silver import FileCheck, validate_file, validate_pending
 from growthflow.database import is_postgres, translate_errors
 from growthflow.errors import GrowthflowError
 
+LIVE_STATES = ("bronze", "silver", "current")  # a file whose rows are, or will be, in gold
 _LOCK_KEY = 0x67_66_63_6F  # PostgreSQL advisory lock of growthflow commissions ("gfco")
 
 
@@ -173,3 +175,75 @@ def run_commissions(
         summary.archived = archive_files(engine, summary.loads, archive)
         summary.seconds["archive"] = time.perf_counter() - t
     return summary
+
+
+# --- the same steps one at a time, for the Airflow DAG's tasks -----------------------------
+
+
+def load_feed(
+    engine: sa.Engine,
+    config: FeedConfig,
+    landing: Path,
+    feed: str,
+    *,
+    wait_seconds: float = 0,
+    now: float | None = None,
+) -> list[FileLoad]:
+    """Bronze for one feed: load its complete landing files not loaded yet. The records are
+    not kept (the silver step reads them back from ``commission_bronze``)."""
+    schema.init_db(engine)
+    items = [item for item in discover(landing, config, now).files if item.feed == feed]
+    loads = []
+    with run_lock(engine, wait_seconds), translate_errors(engine):
+        for item in bronze_order(items):
+            load = load_file(engine, config, item)
+            load.records = None
+            loads.append(load)
+    return loads
+
+
+def validate_loaded(
+    engine: sa.Engine, config: FeedConfig, *, wait_seconds: float = 0
+) -> list[FileCheck]:
+    """Silver for every file loaded to bronze and not validated yet."""
+    with run_lock(engine, wait_seconds), translate_errors(engine):
+        return validate_pending(engine, config)
+
+
+def compute_gold(engine: sa.Engine, config: FeedConfig, *, wait_seconds: float = 0) -> GoldStats:
+    """Gold: promote the validated files and recompute the affected days."""
+    with run_lock(engine, wait_seconds), translate_errors(engine):
+        return run_gold(engine, config)
+
+
+def archive_landing(
+    engine: sa.Engine,
+    config: FeedConfig,
+    landing: Path,
+    archive: Path,
+    *,
+    wait_seconds: float = 0,
+    now: float | None = None,
+) -> int:
+    """Move every landing file whose content is loaded or rejected to the archive."""
+    loads = [
+        FileLoad(item, content_hash(item.path.read_bytes()), "")
+        for item in discover(landing, config, now).files
+    ]
+    with run_lock(engine, wait_seconds), translate_errors(engine):
+        return archive_files(engine, loads, archive)
+
+
+def day_loaded(engine: sa.Engine, feed: str, day: date) -> bool:
+    """Whether a file of ``feed`` for ``day`` is loaded already (it may be archived)."""
+    schema.init_db(engine)
+    f = schema.files
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(f)
+                .where(f.c.feed == feed, f.c.day == day, f.c.state.in_(LIVE_STATES))
+            ).scalar_one()
+            > 0
+        )
