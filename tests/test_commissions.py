@@ -587,3 +587,50 @@ def test_cli_run_export_and_config_errors(tmp_path):
         text=True,
     )
     assert missing.returncode == 2 and "landing zone not found" in missing.stderr
+
+
+def test_a_corrected_running_total_recomputes_the_next_reading(db, tmp_path):
+    landing = tmp_path / "landing"
+    synthetic(landing)
+    header = "date,marketing_source,operator,country,total_earnings,visits\n"
+    for day, total in (("01", 100), ("02", 150), ("03", 300)):
+        write(
+            landing / "scrapers" / f"2024-05-{day}.csv",
+            header + f"2024-05-{day},A,Op One,US,{total},0\n",
+        )
+    write(
+        landing / "routy" / "2024-05-02.csv",
+        "date,marketing_source,operator,country,countryCode,raw_earnings,visits,signups\n"
+        "2024-05-02,A,Op One,US,NULL,5,1,0\n",
+    )
+    run(db, landing)
+
+    def amounts():
+        return {
+            str(d): (money(a), rule)
+            for d, a, rule in db.rows("SELECT date, amount, rule FROM scraper_daily_amounts")
+        }
+
+    assert amounts() == {
+        "2024-05-01": (None, "baseline"),
+        "2024-05-02": (Decimal("50.00"), "delta"),
+        "2024-05-03": (Decimal("150.00"), "delta"),
+    }
+    write(
+        landing / "routy" / "2024-05-02.csv",
+        "date,marketing_source,operator,country,"
+        "countryCode,raw_earnings,visits,signups\n2024-05-02,A,Op One,US,NULL,6,1,0\n",
+    )
+    summary = run(db, landing)
+    assert summary.gold.days == 1  # earnings only: the next day's readings stay as they are
+    write(landing / "scrapers" / "2024-05-02.csv", header + "2024-05-02,A,Op One,US,200,0\n")
+    summary = run(db, landing)
+    assert summary.gold.days == 2  # the corrected day and the counter's next reading
+    assert amounts() == {
+        "2024-05-01": (None, "baseline"),
+        "2024-05-02": (Decimal("100.00"), "delta"),
+        "2024-05-03": (Decimal("100.00"), "delta"),
+    }
+    combined = source_daily(db, "combined")
+    assert combined[("2024-05-03", "A")][1] == Decimal("100.00")
+    check_invariants(db)

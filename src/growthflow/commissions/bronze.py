@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from growthflow.commissions import schema
 from growthflow.commissions.config import FeedConfig
 from growthflow.commissions.landing import LandingFile, content_hash
-from growthflow.commissions.parse import FileRejected, Records, decode, split_records
-from growthflow.commissions.validate import match_columns
 from growthflow.database import bulk_insert, translate_errors
+
+if TYPE_CHECKING:
+    from growthflow.commissions.parse import Records
 
 LOADED, SKIPPED, REJECTED = "loaded", "already loaded", "rejected"
 
@@ -55,6 +57,10 @@ def _existing(conn: sa.Connection, item: LandingFile, digest: str) -> str | None
 
 
 def load_file(engine: sa.Engine, config: FeedConfig, item: LandingFile) -> FileLoad:
+    # numpy and pyarrow are imported when a file is read, not by a run with nothing new
+    from growthflow.commissions.parse import FileRejected, decode, split_records
+    from growthflow.commissions.validate import match_columns
+
     data = item.path.read_bytes()
     digest = content_hash(data)
     feed = config.feeds[item.feed]

@@ -180,18 +180,33 @@ def run_gold(engine: sa.Engine, config: FeedConfig, *, full: bool = False) -> Go
         stats.promoted, stats.superseded = len(promoted), len(superseded)
         changed = [fid for fid, _ in promoted + superseded]
         days = _affected_days(conn, changed, everything=snapshot or full)
+        totals = [
+            fid
+            for fid, feed in promoted + superseded
+            if config.feeds[feed].role == "running_totals"
+        ]
+        reading_days = days if snapshot or full else _affected_days(conn, totals, False)
         if days:
-            _recompute(conn, config, days, dialect, stats)
+            _recompute(conn, config, days, reading_days, dialect, stats)
         _landing_warnings(conn, config)
     return stats
 
 
-def _recompute(conn, config: FeedConfig, days: list[date], dialect: str, stats: GoldStats):
+def _recompute(
+    conn,
+    config: FeedConfig,
+    days: list[date],
+    reading_days: list[date],
+    dialect: str,
+    stats: GoldStats,
+):
     for statement in statements("temp_tables", dialect):
         conn.execute(sa.text(statement))
     try:
-        days_table = sa.table("gf_tmp_days", sa.column("day", sa.Date))
-        conn.execute(sa.insert(days_table), [{"day": d} for d in days])
+        for name, values in (("gf_tmp_days", days), ("gf_tmp_reading_days", reading_days)):
+            if values:
+                table = sa.table(name, sa.column("day", sa.Date))
+                conn.execute(sa.insert(table), [{"day": d} for d in values])
         params = {"rate_e4": config.rate_e4}
         for model in MODELS:
             for statement in statements(model, dialect):
@@ -221,6 +236,7 @@ def _recompute(conn, config: FeedConfig, days: list[date], dialect: str, stats: 
     finally:
         for name in (
             "days",
+            "reading_days",
             "counters",
             "operator_keys",
             "earnings",

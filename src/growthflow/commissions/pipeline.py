@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -24,9 +25,11 @@ from growthflow.commissions.bronze import LOADED, REJECTED, FileLoad, bronze_ord
 from growthflow.commissions.config import FeedConfig
 from growthflow.commissions.gold import GoldStats, run_gold
 from growthflow.commissions.landing import Discovery, archive_path, content_hash, discover, move
-from growthflow.commissions.silver import FileCheck, validate_file, validate_pending
 from growthflow.database import is_postgres, translate_errors
 from growthflow.errors import GrowthflowError
+
+if TYPE_CHECKING:  # the silver step imports numpy and pyarrow: only when there is work
+    from growthflow.commissions.silver import FileCheck
 
 LIVE_STATES = ("bronze", "silver", "current")  # a file whose rows are, or will be, in gold
 _LOCK_KEY = 0x67_66_63_6F  # PostgreSQL advisory lock of growthflow commissions ("gfco")
@@ -112,6 +115,13 @@ class RunSummary:
         return [load for load in self.loads if load.outcome == REJECTED and load.reason]
 
 
+def _files_in_state(engine: sa.Engine, state: str) -> int:
+    f = schema.files
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(f).where(f.c.state == state)
+        return conn.execute(query).scalar_one()
+
+
 def archive_files(engine: sa.Engine, loads: list[FileLoad], archive: Path) -> int:
     """Move every landing file whose content is loaded (current or superseded) or rejected
     to the archive; files still waiting for silver or gold stay. Returns the files moved."""
@@ -150,6 +160,7 @@ def run_commissions(
     """Process every complete file of the landing zone."""
     summary = RunSummary()
     schema.init_db(engine)
+
     with run_lock(engine, wait_seconds), translate_errors(engine):
         summary.discovery = discover(landing, config, now)
         summary.seconds["bronze"] = summary.seconds["silver"] = 0.0
@@ -162,11 +173,16 @@ def run_commissions(
             summary.seconds["bronze"] += time.perf_counter() - t
             t = time.perf_counter()
             if load.records is not None:
+                from growthflow.commissions.silver import validate_file
+
                 summary.checks.append(validate_file(engine, config, load.file_id, load.records))
                 load.records = None
             summary.seconds["silver"] += time.perf_counter() - t
         t = time.perf_counter()
-        summary.checks.extend(validate_pending(engine, config))
+        if _files_in_state(engine, "bronze"):
+            from growthflow.commissions.silver import validate_pending
+
+            summary.checks.extend(validate_pending(engine, config))
         summary.seconds["silver"] += time.perf_counter() - t
         t = time.perf_counter()
         summary.gold = run_gold(engine, config)
@@ -206,6 +222,8 @@ def validate_loaded(
     engine: sa.Engine, config: FeedConfig, *, wait_seconds: float = 0
 ) -> list[FileCheck]:
     """Silver for every file loaded to bronze and not validated yet."""
+    from growthflow.commissions.silver import validate_pending
+
     with run_lock(engine, wait_seconds), translate_errors(engine):
         return validate_pending(engine, config)
 

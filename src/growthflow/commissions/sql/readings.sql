@@ -2,7 +2,7 @@
 -- the file wins. Rebuilt for the days being recomputed.
 INSERT INTO gf_tmp_counters (marketing_source, operator, day)
 SELECT r.marketing_source, r.operator, r.day
-FROM gf_commission_readings r JOIN gf_tmp_days d ON d.day = r.day;
+FROM gf_commission_readings r JOIN gf_tmp_reading_days d ON d.day = r.day;
 
 DELETE FROM gf_commission_readings WHERE day IN (SELECT day FROM gf_tmp_days);
 
@@ -25,9 +25,10 @@ WHERE last_first = 1;
 
 INSERT INTO gf_tmp_counters (marketing_source, operator, day)
 SELECT r.marketing_source, r.operator, r.day
-FROM gf_commission_readings r JOIN gf_tmp_days d ON d.day = r.day;
+FROM gf_commission_readings r JOIN gf_tmp_reading_days d ON d.day = r.day;
 
--- A counter's next reading after a recomputed day has a new previous reading: recompute it.
+-- A counter's next reading after a day whose running totals changed has a new previous
+-- reading: recompute it.
 INSERT INTO gf_tmp_days (day)
 SELECT DISTINCT next_day FROM (
     SELECT (SELECT MIN(r.day) FROM gf_commission_readings r

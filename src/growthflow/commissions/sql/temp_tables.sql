@@ -1,6 +1,8 @@
 -- Scratch tables of one gold transaction (dropped at its end). @clustered() stores a SQLite
 -- table in its primary key's order (WITHOUT ROWID), so a scan by the key needs no sort.
 CREATE TEMP TABLE gf_tmp_days (day DATE PRIMARY KEY);
+-- the days whose running totals changed (their counters' next readings change too)
+CREATE TEMP TABLE gf_tmp_reading_days (day DATE PRIMARY KEY);
 CREATE TEMP TABLE gf_tmp_counters (marketing_source TEXT, operator TEXT, day DATE);
 CREATE TEMP TABLE gf_tmp_operator_keys (key TEXT PRIMARY KEY, std_operator TEXT NOT NULL);
 CREATE TEMP TABLE gf_tmp_earnings (
