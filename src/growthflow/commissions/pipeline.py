@@ -160,7 +160,6 @@ def run_commissions(
     """Process every complete file of the landing zone."""
     summary = RunSummary()
     schema.init_db(engine)
-
     with run_lock(engine, wait_seconds), translate_errors(engine):
         summary.discovery = discover(landing, config, now)
         summary.seconds["bronze"] = summary.seconds["silver"] = 0.0

@@ -173,11 +173,9 @@ def validate_file(
     )
 
 
-def validate_pending(
-    engine: sa.Engine, config: FeedConfig, cache: dict[int, Records] | None = None
-) -> list[FileCheck]:
-    """Validate every file in state ``bronze``; ``cache`` holds records parsed by the bronze
-    step of the same process (others are read back from ``commission_bronze``)."""
+def validate_pending(engine: sa.Engine, config: FeedConfig) -> list[FileCheck]:
+    """Validate every file in state ``bronze``, reading its records back from
+    ``commission_bronze`` (``validate_file`` takes them from memory right after bronze)."""
     f = schema.files
     with engine.connect() as conn:
         pending = (
@@ -185,5 +183,4 @@ def validate_pending(
             .scalars()
             .all()
         )
-    cache = cache or {}
-    return [validate_file(engine, config, fid, cache.get(fid)) for fid in pending]
+    return [validate_file(engine, config, fid) for fid in pending]
