@@ -310,15 +310,20 @@ LATE_FILES = {  # the run's day: they arrive while the sensors wait
 
 
 def _gold(db: str) -> dict:
+    """The gold tables and the quarantine (without file ids, which follow the load order)."""
+    queries = {
+        table: f"SELECT * FROM {table}"  # noqa: S608 - constant names
+        for table in (
+            "commission_source_daily",
+            "commission_operator_monthly",
+            "scraper_daily_amounts",
+        )
+    }
+    queries["commission_quarantine"] = "SELECT feed, line, reason, raw FROM commission_quarantine"
     with create_engine(db).connect() as conn:
         return {
-            table: [tuple(map(str, row)) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
-            for table in (
-                "commission_source_daily",
-                "commission_operator_monthly",
-                "scraper_daily_amounts",
-                "commission_quarantine",
-            )
+            name: sorted(tuple(map(str, row)) for row in conn.execute(sa.text(query)))
+            for name, query in queries.items()
         }
 
 
