@@ -327,6 +327,29 @@ def _gold(db: str) -> dict:
         }
 
 
+def _cli_gold(db_path: Path, landing: Path, archive: Path) -> dict:
+    """``growthflow commissions run`` on a landing zone; its gold tables."""
+    db = f"sqlite:///{db_path}"
+    cli = subprocess.run(
+        [
+            BIN / "growthflow",
+            "commissions",
+            "run",
+            "--db",
+            db,
+            "--landing",
+            str(landing),
+            "--archive",
+            str(archive),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    return _gold(db)
+
+
 def test_commissions_dag_waits_for_the_day_then_loads_validates_computes_archives(
     airflow_env, tmp_path
 ):
@@ -389,25 +412,7 @@ def test_commissions_dag_waits_for_the_day_then_loads_validates_computes_archive
     again = tmp_path / "again"
     for name, text in {**COMMISSION_FILES, **LATE_FILES}.items():
         _landing_file(again / name, text)
-    cli_db = f"sqlite:///{tmp_path / 'cli.db'}"
-    cli = subprocess.run(
-        [
-            BIN / "growthflow",
-            "commissions",
-            "run",
-            "--db",
-            cli_db,
-            "--landing",
-            str(again),
-            "--archive",
-            str(tmp_path / "cli_archive"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert cli.returncode == 0, cli.stderr
-    assert _gold(cli_db) == dag_gold
+    assert _cli_gold(tmp_path / "cli.db", again, tmp_path / "cli_archive") == dag_gold
 
 
 SAMPLES = SHARED / "commissions" / "test_case_data"
@@ -439,24 +444,7 @@ def test_commissions_dag_on_the_sample_files_equals_the_cli(airflow_env, tmp_pat
         timeout=600,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    cli_db = f"sqlite:///{tmp_path / 'cli.db'}"
-    cli = subprocess.run(
-        [
-            BIN / "growthflow",
-            "commissions",
-            "run",
-            "--db",
-            cli_db,
-            "--landing",
-            str(tmp_path / "cli" / "landing"),
-            "--archive",
-            str(tmp_path / "cli" / "a"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert cli.returncode == 0, cli.stderr
     gold = _gold(db)
-    assert gold == _gold(cli_db) and len(gold["scraper_daily_amounts"]) > 0
+    cli_gold = _cli_gold(tmp_path / "cli.db", tmp_path / "cli" / "landing", tmp_path / "cli" / "a")
+    assert gold == cli_gold and len(gold["scraper_daily_amounts"]) > 0
     assert not list((tmp_path / "dag" / "landing").rglob("*.csv"))

@@ -123,5 +123,11 @@ def bronze_order(items: list[LandingFile]) -> list[LandingFile]:
 
 
 def load_bronze(engine: sa.Engine, config: FeedConfig, items: list[LandingFile]) -> list[FileLoad]:
-    """Load every landing file not loaded yet."""
-    return [load_file(engine, config, item) for item in bronze_order(items)]
+    """Load every landing file not loaded yet. The records are not kept (memory would follow
+    the landing zone): the silver step reads them back from ``commission_bronze``."""
+    loads = []
+    for item in bronze_order(items):
+        load = load_file(engine, config, item)
+        load.records = None
+        loads.append(load)
+    return loads

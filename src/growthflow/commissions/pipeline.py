@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from growthflow.commissions import schema
-from growthflow.commissions.bronze import LOADED, REJECTED, FileLoad, bronze_order, load_file
+from growthflow.commissions.bronze import (
+    LOADED,
+    REJECTED,
+    FileLoad,
+    bronze_order,
+    load_bronze,
+    load_file,
+)
 from growthflow.commissions.config import FeedConfig
 from growthflow.commissions.gold import GoldStats, run_gold
 from growthflow.commissions.landing import Discovery, archive_path, content_hash, discover, move
@@ -204,17 +211,11 @@ def load_feed(
     wait_seconds: float = 0,
     now: float | None = None,
 ) -> list[FileLoad]:
-    """Bronze for one feed: load its complete landing files not loaded yet. The records are
-    not kept (the silver step reads them back from ``commission_bronze``)."""
+    """Bronze for one feed: load its complete landing files not loaded yet."""
     schema.init_db(engine)
     items = [item for item in discover(landing, config, now).files if item.feed == feed]
-    loads = []
     with run_lock(engine, wait_seconds), translate_errors(engine):
-        for item in bronze_order(items):
-            load = load_file(engine, config, item)
-            load.records = None
-            loads.append(load)
-    return loads
+        return load_bronze(engine, config, items)
 
 
 def validate_loaded(
