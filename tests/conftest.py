@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -106,6 +108,31 @@ class Db:
             start=date.fromisoformat(start), end=date.fromisoformat(end), **config
         )
         return run_attribution(self.engine, cfg, csv_path=csv_path)
+
+
+@contextmanager
+def sqlite_work(engine: sa.Engine) -> Iterator[list[int]]:
+    """Count the SQLite virtual-machine instructions (in thousands) run on ``engine``'s
+    connections, every thread's, inside the block: a measure of work that is the same on a
+    fast or a slow machine, for tests that check how work grows with the data."""
+    count = [0]
+    lock = threading.Lock()
+
+    def tick() -> int:
+        with lock:
+            count[0] += 1
+        return 0
+
+    def on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.set_progress_handler(tick, 1000)
+
+    sa.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # new connections get the handler
+    try:
+        yield count
+    finally:
+        engine.dispose()
+        sa.event.remove(engine, "connect", on_connect)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -27,7 +27,7 @@ from growthflow.commissions.schema import init_db
 from growthflow.commissions.validate import parse_day, parse_number
 from growthflow.errors import InputDataError
 
-from conftest import SHARED
+from conftest import SHARED, sqlite_work
 
 SAMPLES = SHARED / "commissions" / "test_case_data"
 CONFIG = load_config()
@@ -418,8 +418,27 @@ def reference_events(files: dict[str, list[tuple]], deals: dict, clicks: dict) -
     return out
 
 
+def reference_scraper_amounts(readings: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """Plain-Python rule 10: day -> rows (source, amount, operator) from each day's running
+    totals (source, operator, total) in file order."""
+    last: dict[tuple, Decimal] = {}
+    out = {}
+    for day in sorted(readings):
+        today = {}
+        for source, operator, total in readings[day]:
+            today[(source, operator)] = Decimal(total)  # the last row of the day wins
+        rows = []
+        for (source, operator), total in today.items():
+            if (source, operator) in last:
+                previous = last[(source, operator)]
+                rows.append((source, total - previous if total >= previous else total, operator))
+            last[(source, operator)] = total
+        out[day] = rows
+    return out
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_events_commissions_equal_a_plain_reference_and_shares_add_up(db, tmp_path, seed):
+def test_every_scope_equals_a_plain_reference_and_shares_add_up(db, tmp_path, seed):
     rng = random.Random(seed)
     landing = tmp_path / "landing"
     sources = ["S1", "S2", "S3", "S4", "S5"]
@@ -439,8 +458,9 @@ def test_events_commissions_equal_a_plain_reference_and_shares_add_up(db, tmp_pa
         "voluum_brand,marketing_source\n" + "".join(f"b{s},{s}\n" for s in sources),
     )
     write(landing / "central_mapping.csv", "variants,std_operator,country\nx,X,US\n")
-    files, clicks = {}, {}
-    for d in range(1, 4):
+    files, clicks, readings = {}, {}, {}
+    counters = {(s, o): rng.randint(0, 9000) for s in sources[1:] for o in ("x", "y", "z")}
+    for d in range(1, 5):
         day = f"2024-06-0{d}"
         rows = [
             (
@@ -463,15 +483,36 @@ def test_events_commissions_equal_a_plain_reference_and_shares_add_up(db, tmp_pa
             landing / "voluum" / f"{day}.csv",
             "date,voluum_brand,clicks\n" + "".join(f"{day},b{s},{n}\n" for s, n in brand_rows),
         )
+        # running totals: a random walk per counter, with resets, gaps and repeated readings
+        totals = []
+        for key in rng.sample(sorted(counters), rng.randint(0, len(counters))):
+            for _ in range(rng.choice([1, 1, 1, 2])):
+                step = rng.randint(-300, 2500) if rng.random() > 0.1 else -counters[key]
+                counters[key] = max(0, counters[key] + step)
+                totals.append((*key, f"{counters[key] / 100:.2f}"))
+        readings[day] = totals
+        write(
+            landing / "scrapers" / f"{day}.csv",
+            "date,marketing_source,operator,country,total_earnings,visits\n"
+            + "".join(f"{day},{s},{o},US,{t},0\n" for s, o, t in totals),
+        )
     run(db, landing)
-    got = {k: v[3] for k, v in source_daily(db).items()}
-    assert got == reference_events(files, deals, clicks)
-    shares = db.rows(
-        "SELECT day, operator, commission_cents FROM gf_commission_operator_daily "
-        "WHERE scope = 'events' AND commission_cents <> 0"
-    )
-    expected = reference_operator_shares(files, got)
-    assert {(str(d), o): c for d, o, c in shares} == {k: v for k, v in expected.items() if v}
+    amounts = reference_scraper_amounts(readings)
+    scopes = {
+        "events": files,
+        "scrapers": amounts,
+        "combined": {day: files[day] + amounts[day] for day in files},
+    }
+    for scope, rows in scopes.items():
+        got = {k: v[3] for k, v in source_daily(db, scope).items()}
+        assert got == reference_events(rows, deals, clicks), scope
+        shares = db.rows(
+            "SELECT day, operator, commission_cents FROM gf_commission_operator_daily "
+            "WHERE scope = :scope AND commission_cents <> 0",
+            scope=scope,
+        )
+        expected = reference_operator_shares(rows, got)
+        assert {(str(d), o): c for d, o, c in shares} == {k: v for k, v in expected.items() if v}
     check_invariants(db)
 
 
@@ -634,3 +675,32 @@ def test_a_corrected_running_total_recomputes_the_next_reading(db, tmp_path):
     combined = source_daily(db, "combined")
     assert combined[("2024-05-03", "A")][1] == Decimal("100.00")
     check_invariants(db)
+
+
+def _work_of_a_corrected_day(tmp_path: Path, days: int) -> int:
+    """SQLite work (conftest.sqlite_work) of the run that loads one corrected routy day, in a
+    database holding ``days`` days of demo data."""
+    from growthflow.commissions.demo import write_demo_landing
+    from growthflow.database import create_engine
+
+    landing = tmp_path / f"landing_{days}"
+    write_demo_landing(landing, days=days, rows_per_file=1_000)
+    engine = create_engine(f"sqlite:///{tmp_path / f'history_{days}.db'}", create=True)
+    archive = tmp_path / f"archive_{days}"
+    run_commissions(engine, CONFIG, landing, archive, now=LATER)
+    day = archive / "routy"
+    original = next(p for p in sorted(day.iterdir()) if p.name.startswith("2024-03-01"))
+    header, *lines = original.read_text().splitlines()
+    write(landing / "routy" / "2024-03-01.csv", "\n".join([header, *lines[:-100]]) + "\n")
+    with sqlite_work(engine) as work:
+        summary = run_commissions(engine, CONFIG, landing, archive, now=LATER)
+    assert summary.gold.promoted == 1 and summary.gold.days == 1
+    engine.dispose()
+    return work[0]
+
+
+def test_a_corrected_day_costs_a_day_whatever_the_history(tmp_path):
+    """Rule 9: only the affected days are recomputed, and their cost must not grow with the
+    days stored beside them (the planner used to scan the whole history for one day)."""
+    short, long = _work_of_a_corrected_day(tmp_path, 2), _work_of_a_corrected_day(tmp_path, 16)
+    assert long / short < 1.5, (short, long)

@@ -207,6 +207,10 @@ def _recompute(
             if values:
                 table = sa.table(name, sa.column("day", sa.Date))
                 conn.execute(sa.insert(table), [{"day": d} for d in values])
+            # Statistics of the day lists, so the planner walks the days and seeks each one in
+            # the history (keyed by day), instead of scanning the history and probing the
+            # days: a corrected day then costs a day, not the whole history.
+            conn.execute(sa.text(f"ANALYZE {'temp.' if dialect == 'sqlite' else ''}{name}"))
         params = {"rate_e4": config.rate_e4}
         for model in MODELS:
             for statement in statements(model, dialect):

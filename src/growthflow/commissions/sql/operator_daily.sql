@@ -12,28 +12,39 @@
 -- source-day's total is negative (so D > 0), or 1 each when the total is 0.
 DELETE FROM gf_commission_operator_daily WHERE day IN (SELECT day FROM gf_tmp_days);
 
+-- An events source-day that is the same in the combined scope (see earnings.sql) is shared
+-- once and its shares counted in both scopes.
 INSERT INTO gf_commission_operator_daily (scope, day, operator, month, raw_e4, commission_cents)
-SELECT scope, day, operator, @month(day), SUM(raw_e4), SUM(cents)
+SELECT x.scope, g.day, g.operator, @month(g.day), SUM(g.raw_e4), SUM(g.cents)
 FROM (
-    SELECT scope, day, operator, raw_e4,
-           @floordiv(@product(c, w_through), d) - @floordiv(@product(c, w_through - w), d)
-               AS cents
+    SELECT scope, same_in_combined, day, operator, SUM(raw_e4) AS raw_e4, SUM(cents) AS cents
     FROM (
-        SELECT e.scope, e.day, e.operator, e.raw_e4, s.commission_cents AS c,
-               CASE WHEN s.raw_e4 = 0 THEN s.operators ELSE abs(s.raw_e4) END AS d,
-               CASE WHEN s.raw_e4 = 0 THEN 1 WHEN s.raw_e4 > 0 THEN e.raw_e4
-                    ELSE -e.raw_e4 END AS w,
-               SUM(CASE WHEN s.raw_e4 = 0 THEN 1 WHEN s.raw_e4 > 0 THEN e.raw_e4
-                        ELSE -e.raw_e4 END)
-                   OVER (PARTITION BY e.scope, e.day, e.marketing_source ORDER BY @bytewise(e.operator)
-                         ROWS UNBOUNDED PRECEDING) AS w_through
-        FROM gf_tmp_earnings e
-        JOIN gf_tmp_source_day s
-          ON s.scope = e.scope AND s.day = e.day AND s.marketing_source = e.marketing_source
-    ) weighted
-    UNION ALL
-    SELECT scope, day, 'UNATTRIBUTED', 0, commission_cents
-    FROM gf_tmp_source_day
-    WHERE operators = 0
-) shares
-GROUP BY scope, day, operator;
+        SELECT scope, same_in_combined, day, operator, raw_e4,
+               @floordiv(@product(c, w_through), d) - @floordiv(@product(c, w_through - w), d)
+                   AS cents
+        FROM (
+            SELECT e.scope, s.same_in_combined, e.day, e.operator, e.raw_e4,
+                   s.commission_cents AS c,
+                   CASE WHEN s.raw_e4 = 0 THEN s.operators ELSE abs(s.raw_e4) END AS d,
+                   CASE WHEN s.raw_e4 = 0 THEN 1 WHEN s.raw_e4 > 0 THEN e.raw_e4
+                        ELSE -e.raw_e4 END AS w,
+                   SUM(CASE WHEN s.raw_e4 = 0 THEN 1 WHEN s.raw_e4 > 0 THEN e.raw_e4
+                            ELSE -e.raw_e4 END)
+                       OVER (PARTITION BY e.scope, e.day, e.marketing_source
+                             ORDER BY @bytewise(e.operator) ROWS UNBOUNDED PRECEDING)
+                       AS w_through
+            FROM gf_tmp_earnings e
+            JOIN gf_tmp_source_day s
+              ON s.scope = e.scope AND s.day = e.day
+             AND s.marketing_source = e.marketing_source
+        ) weighted
+        UNION ALL
+        SELECT scope, 0, day, 'UNATTRIBUTED', 0, commission_cents
+        FROM gf_tmp_source_day
+        WHERE operators = 0
+    ) shares
+    GROUP BY scope, same_in_combined, day, operator
+) g
+JOIN (SELECT 'events' AS scope UNION ALL SELECT 'scrapers' UNION ALL SELECT 'combined') x
+  ON x.scope = g.scope OR (g.same_in_combined = 1 AND x.scope = 'combined')
+GROUP BY x.scope, g.day, g.operator;

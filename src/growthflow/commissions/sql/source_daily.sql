@@ -5,13 +5,27 @@
 --   Hybrid N  raw + N + rate x clicks
 -- A source without a deal takes the `Default` row (FIXED 0 when there is none). A source with
 -- clicks but no earnings still gets its row, in every scope. Negative results are kept.
-INSERT INTO gf_tmp_activity (scope, day, marketing_source, raw_e4, clicks, operators)
-SELECT scope, day, marketing_source, SUM(raw_e4), 0, COUNT(*)
+INSERT INTO gf_tmp_activity
+    (scope, day, marketing_source, raw_e4, clicks, operators, same_in_combined)
+SELECT scope, day, marketing_source, SUM(raw_e4), 0, COUNT(*), 0
 FROM gf_tmp_earnings
 GROUP BY scope, day, marketing_source;
 
-INSERT INTO gf_tmp_activity (scope, day, marketing_source, raw_e4, clicks, operators)
-SELECT s.scope, c.day, c.marketing_source, 0, c.clicks, 0
+-- an events source-day without scraper amounts is the same source-day in the combined scope
+UPDATE gf_tmp_activity SET same_in_combined = 1
+WHERE scope = 'events' AND NOT EXISTS (
+    SELECT 1 FROM gf_tmp_activity c
+    WHERE c.scope = 'combined' AND c.day = gf_tmp_activity.day
+      AND c.marketing_source = gf_tmp_activity.marketing_source);
+
+INSERT INTO gf_tmp_activity
+    (scope, day, marketing_source, raw_e4, clicks, operators, same_in_combined)
+SELECT 'combined', day, marketing_source, raw_e4, 0, operators, 0
+FROM gf_tmp_activity WHERE same_in_combined = 1;
+
+INSERT INTO gf_tmp_activity
+    (scope, day, marketing_source, raw_e4, clicks, operators, same_in_combined)
+SELECT s.scope, c.day, c.marketing_source, 0, c.clicks, 0, 0
 FROM gf_tmp_clicks c
 CROSS JOIN (SELECT 'events' AS scope UNION ALL SELECT 'scrapers'
             UNION ALL SELECT 'combined') s
@@ -19,7 +33,8 @@ WHERE true
 ON CONFLICT (scope, day, marketing_source) DO UPDATE SET clicks = excluded.clicks;
 
 INSERT INTO gf_tmp_source_day
-    (scope, day, marketing_source, deal, raw_e4, clicks, operators, commission_cents)
+    (scope, day, marketing_source, deal, raw_e4, clicks, operators, same_in_combined,
+     commission_cents)
 WITH fallback AS (
     SELECT deal, deal_fee_e4, deal_per_click FROM commission_silver_deals
     WHERE marketing_source = 'DEFAULT'
@@ -29,7 +44,7 @@ WITH fallback AS (
 )
 SELECT s.scope, s.day, s.marketing_source,
        CASE WHEN d.deal IS NOT NULL THEN d.deal ELSE f.deal || ' (Default)' END,
-       s.raw_e4, s.clicks, s.operators,
+       s.raw_e4, s.clicks, s.operators, s.same_in_combined,
        @cents(s.raw_e4 + COALESCE(d.deal_fee_e4, f.deal_fee_e4)
               + CASE WHEN COALESCE(d.deal_per_click, f.deal_per_click) = 1
                      THEN :rate_e4 * s.clicks ELSE 0 END)

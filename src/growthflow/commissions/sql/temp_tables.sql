@@ -12,8 +12,9 @@ CREATE TEMP TABLE gf_tmp_clicks (
     day DATE, marketing_source TEXT, clicks BIGINT, PRIMARY KEY (day, marketing_source));
 CREATE TEMP TABLE gf_tmp_activity (
     scope TEXT, day DATE, marketing_source TEXT, raw_e4 BIGINT, clicks BIGINT,
-    operators BIGINT, PRIMARY KEY (scope, day, marketing_source)) @clustered();
+    operators BIGINT, same_in_combined INTEGER,
+    PRIMARY KEY (scope, day, marketing_source)) @clustered();
 CREATE TEMP TABLE gf_tmp_source_day (
     scope TEXT, day DATE, marketing_source TEXT, deal TEXT, raw_e4 BIGINT, clicks BIGINT,
-    operators BIGINT, commission_cents BIGINT,
+    operators BIGINT, same_in_combined INTEGER, commission_cents BIGINT,
     PRIMARY KEY (scope, day, marketing_source)) @clustered();
