@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from growthflow.attribution.costs import ORPHAN_REASON
+from growthflow.database import create_engine
 
-from conftest import conversion, session
+from conftest import Db, conversion, session, sqlite_work
 
 
 def skipped(summary):
@@ -110,3 +111,167 @@ def test_missing_column_is_one_clear_error(db):
         )
     with pytest.raises(DatabaseError, match="conversions lacks conv_time, revenue"):
         db.run("2023-09-01", "2023-09-30")
+
+
+def _work_of_a_keyless_run(tmp_path, n: int) -> int:
+    """SQLite work (see conftest.sqlite_work) of a whole run on keyless tables with ``n``
+    sessions."""
+    url = f"sqlite:///{tmp_path / f'keyless_{n}.db'}"
+    db = Db(url, None, create_engine(url, create=True))
+    db.create_loose_tables()
+    users = n // 4
+    db.load(
+        sessions=[
+            session(f"s{i:07d}", f"u{i % users}", f"2023-09-{1 + i % 20:02d}", "10:00:00")
+            for i in range(n)
+        ],
+        conversions=[
+            conversion(f"c{u}", f"u{u}", "2023-09-25", "10:00:00") for u in range(0, users, 2)
+        ],
+        costs=[(f"s{i:07d}", 0.5) for i in range(0, n, 2)]
+        + [(f"orphan{i}", 1.0) for i in range(n // 10)],
+    )
+    with sqlite_work(db.engine) as work:
+        db.run("2023-09-01", "2023-09-30")
+    db.engine.dispose()
+    return work[0]
+
+
+def test_keyless_tables_keep_a_run_near_linear(tmp_path):
+    """Tables without any key or index (as users create them by hand) must not make any query
+    quadratic: four times the rows may cost about four times the work, not sixteen."""
+    small = _work_of_a_keyless_run(tmp_path, 2_000)
+    large = _work_of_a_keyless_run(tmp_path, 8_000)
+    assert large / small < 6, (small, large)
+
+
+def _load_text_tables(db, sessions=(), conversions=(), costs=()) -> None:
+    """The input tables as `sqlite3 .import` (or a COPY into text columns) makes them: every
+    column TEXT, no keys, values inserted as the text given."""
+    from growthflow.attribution import schema
+
+    with db.engine.begin() as conn:
+        for table, rows in zip(schema.INPUT_TABLES, (sessions, conversions, costs), strict=True):
+            names = [c.name for c in table.columns]
+            cols = ", ".join(f"{name} TEXT" for name in names)
+            conn.execute(sa.text(f"CREATE TABLE {table.name} ({cols})"))
+            if rows:
+                conn.execute(
+                    sa.text(
+                        f"INSERT INTO {table.name} VALUES ({', '.join(':' + n for n in names)})"
+                    ),
+                    [dict(zip(names, map(_as_text, row), strict=True)) for row in rows],
+                )
+    schema.init_db(db.engine)
+
+
+def _random_inputs(seed: int):
+    import random
+
+    rng = random.Random(seed)
+
+    def amount():
+        return float(rng.randint(0, 400)) if rng.random() < 0.4 else rng.randint(1, 40000) / 100
+
+    sessions, costs, conversions = [], [], []
+    for i in range(300):
+        user = f"u{rng.randint(0, 40)}"
+        day = f"2023-09-{rng.randint(1, 20):02d}"
+        time = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+        channel = rng.choice(["Paid Search", "Email", "Display", "Affiliate"])
+        sessions.append(
+            session(f"s{i}", user, day, time, channel, rng.randint(0, 1), rng.randint(0, 1), 0)
+        )
+        if rng.random() < 0.8:
+            costs.append((f"s{i}", amount()))
+    for j in range(60):
+        day = f"2023-09-{rng.randint(5, 25):02d}"
+        conversions.append(conversion(f"c{j}", f"u{rng.randint(0, 40)}", day, "12:00:00", amount()))
+    return sessions, conversions, costs
+
+
+def _as_text(value):
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _figures(db, summary):
+    return (
+        summary.conversions,
+        sorted(db.attribution().items()),
+        db.rows(
+            "SELECT channel_name, date, cost, ihc, ihc_revenue FROM channel_reporting "
+            "ORDER BY channel_name, date"
+        ),
+        sorted(skipped(summary).items()),
+    )
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_numbers_written_as_text_give_the_figures_of_a_typed_database(db, seed):
+    """A challenge database imported from CSV has only TEXT columns: revenue '12.5', cost
+    '150', flags '1' are the same numbers as in a typed database (issue 10, item 2)."""
+    sessions, conversions, costs = _random_inputs(seed)
+    db.create_loose_tables()
+    db.load(sessions=sessions, conversions=conversions, costs=costs)
+    typed = _figures(db, db.run("2023-09-01", "2023-09-30"))
+    assert typed[0] > 0 and typed[2]
+    with db.engine.begin() as conn:
+        for name in ("session_sources", "conversions", "session_costs"):
+            conn.execute(sa.text(f"DROP TABLE {name}"))
+        conn.execute(sa.text("DELETE FROM attribution_customer_journey"))
+        conn.execute(sa.text("DELETE FROM channel_reporting"))
+    _load_text_tables(db, sessions, conversions, costs)
+    if db.dialect == "sqlite":
+        assert db.rows("SELECT DISTINCT typeof(revenue) FROM conversions") == [("text",)]
+    assert _figures(db, db.run("2023-09-01", "2023-09-30")) == typed
+
+
+def test_text_that_is_not_a_number_is_a_bad_row(db):
+    _load_text_tables(
+        db,
+        sessions=[
+            session("s1", "u", "2023-09-01", "10:00:00", holder="1", closer="1", impression="0"),
+            session("s2", "u", "2023-09-01", "11:00:00", holder="yes", closer="1", impression="0"),
+            session(
+                "s3", "u", "2023-09-01", "12:00:00", holder=" 1 ", closer="1.0", impression="0"
+            ),
+        ],
+        conversions=[
+            conversion("c1", "u", "2023-09-02", "10:00:00", " 12.5 "),
+            conversion("c2", "u", "2023-09-02", "11:00:00", "12.5abc"),
+            conversion("c3", "u", "2023-09-02", "12:00:00", "NaN"),
+            conversion("c4", "u", "2023-09-02", "13:00:00", "1e400"),
+        ],
+        costs=[("s1", "150"), ("s2", "abc"), ("s3", "3.2")],
+    )
+    summary = db.run("2023-09-01", "2023-09-30")
+    counts = skipped(summary)
+    assert counts[("conversions", "revenue missing, negative or not a number")] == 3
+    assert counts[("session_sources", "engagement flag not 0/1")] == 1
+    assert counts[("session_costs", "cost not a number")] == 1
+    assert summary.conversions == 1
+    assert sorted(db.attribution()) == [("c1", "s1"), ("c1", "s3")]
+    [(cost, revenue)] = db.rows("SELECT SUM(cost), SUM(ihc_revenue) FROM channel_reporting")
+    assert cost == pytest.approx(153.2) and revenue == pytest.approx(12.5)
+
+
+@pytest.mark.parametrize("column", ["event_time", "conv_time"])
+def test_hour_24_is_an_unparsable_time(db, column, tmp_path):
+    """SQLite's time() reads '24:00:00' back unchanged; it is no time of day (item 3)."""
+    late = "24:00:00"
+    db.load(
+        sessions=[
+            session("s1", "u", "2023-09-01", "10:00:00"),
+            session("s2", "u", "2023-09-01", late if column == "event_time" else "11:00:00"),
+        ],
+        conversions=[
+            conversion("c1", "u", "2023-09-02", late if column == "conv_time" else "10:00:00")
+        ],
+    )
+    summary = db.run("2023-09-01", "2023-09-30")
+    table = "session_sources" if column == "event_time" else "conversions"
+    assert skipped(summary)[(table, f"unparsable {column}")] == 1

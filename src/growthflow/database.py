@@ -193,6 +193,22 @@ def has_unique_key(engine: Engine, table: str, columns: Sequence[str]) -> bool:
     return False
 
 
+def has_lookup_index(engine: Engine, table: str, column: str) -> bool:
+    """Whether some index (or the primary key) starts with ``column``: lookups by it are
+    B-tree searches, not scans."""
+    inspector = sa.inspect(engine)
+    pk = inspector.get_pk_constraint(table).get("constrained_columns") or []
+    if pk and pk[0].lower() == column.lower():
+        return True
+    return any(
+        ix["column_names"] and str(ix["column_names"][0]).lower() == column.lower()
+        for ix in inspector.get_indexes(table)
+    ) or any(
+        uc["column_names"] and uc["column_names"][0].lower() == column.lower()
+        for uc in inspector.get_unique_constraints(table)
+    )
+
+
 def bulk_insert(
     conn: sa.Connection, table: sa.Table, rows: Iterable[Sequence], *, page_rows: int = 50_000
 ) -> int:

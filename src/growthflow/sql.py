@@ -25,8 +25,64 @@ def valid_date(col: str, dialect: str) -> str:
 
 def valid_time(col: str, dialect: str) -> str:
     if dialect == "sqlite":
-        return f"(time({col}) = {col})"
+        # time() reads 24:00:00 to 24:59:59 back unchanged: those hours are not times of day
+        return f"(time({col}) = {col} AND {col} < '24')"
     return f"({col} ~ {_PG_TIME_RE})"
+
+
+# A decimal number as text, optionally signed, with an exponent of at most three digits
+# (larger ones overflow numeric; they are not finite doubles anyway). Spaces around are fine.
+_PG_NUMBER_RE = r"'^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?\s*$'"
+_MAX_DOUBLE = "1.7e308"
+
+
+def number(col: str, dialect: str, kind: str = "number") -> str:
+    """SQL for the value of ``col`` as a finite double precision number, or NULL.
+
+    Numbers are read as they are, and so are numbers written as text ('12.5', ' 3 ', '1e5'):
+    a table imported from CSV gives the figures of a typed one. Text that is not a number,
+    NaN and infinities give NULL. ``kind`` is the column's declared kind on PostgreSQL
+    (``number``, ``text`` or ``boolean``); a SQLite column can hold any type in any row.
+    """
+    if dialect == "sqlite":
+        # Comparing with CAST(... AS NUMERIC) applies numeric affinity to the value: text that
+        # is a well-formed number becomes that number and compares equal, other text does not.
+        return (
+            f"(CASE WHEN {col} = CAST({col} AS NUMERIC) "
+            f"AND abs(CAST({col} AS REAL)) <= {_MAX_DOUBLE} THEN CAST({col} AS REAL) END)"
+        )
+    if kind == "text":
+        return (
+            f"(CASE WHEN {col} ~ {_PG_NUMBER_RE} THEN CASE WHEN abs(CAST({col} AS numeric)) "
+            f"<= {_MAX_DOUBLE} THEN CAST({col} AS double precision) END END)"
+        )
+    if kind == "boolean":
+        return f"CAST(CAST({col} AS integer) AS double precision)"
+    # NaN compares above every number on PostgreSQL, so this is false for NaN too
+    return f"(CASE WHEN abs({col}) <= {_MAX_DOUBLE} THEN CAST({col} AS double precision) END)"
+
+
+def exact_sum(expr: str, dialect: str) -> str:
+    """SUM of double precision values whose result does not depend on the order of the rows.
+
+    PostgreSQL adds in whatever order its (parallel) plan delivers, so the same data could
+    sum differently in the last bits from one run to the next: it sums in numeric, exactly,
+    and rounds once. SQLite adds in plan order, which is fixed for a given database.
+    """
+    if dialect == "sqlite":
+        return f"SUM({expr})"
+    return f"CAST(SUM(CAST({expr} AS numeric)) AS double precision)"
+
+
+def column_kind(type_: object) -> str:
+    """``text``, ``boolean`` or ``number``: how :func:`number` reads a column of that type."""
+    import sqlalchemy as sa
+
+    if isinstance(type_, sa.String):
+        return "text"
+    if isinstance(type_, sa.Boolean):
+        return "boolean"
+    return "number"
 
 
 def finite_number(col: str, dialect: str) -> str:

@@ -44,7 +44,7 @@ from growthflow.attribution import schema
 from growthflow.attribution.quality import SkippedRows, examples
 from growthflow.attribution.rules import InputRules
 from growthflow.database import bulk_insert, read_only
-from growthflow.sql import finite_number
+from growthflow.sql import exact_sum, number
 
 # Sessions per key range: small enough that a range's slice of the cost index stays cached,
 # large enough that the per-pass index seeks (two per group) cost little.
@@ -100,9 +100,12 @@ _KEY_FILTERS = {
 Group = tuple[object, object]
 
 
-def _usable_cost(dialect: str, also: str = "") -> str:
-    # Costs that are not finite numbers count as 0 (quality.check_costs counts them).
-    return f"CASE WHEN {finite_number('k.cost', dialect)}{also} THEN k.cost END"
+def _usable_cost(cost: str = number("k.cost", "sqlite"), also: str = "") -> str:
+    # Costs that are not finite numbers count as 0 (quality.check_costs counts them); `cost`
+    # reads k.cost as a number (numbers written as text too).
+    if not also:
+        return cost
+    return f"CASE WHEN {also} THEN {cost} END"
 
 
 @cache
@@ -112,14 +115,14 @@ def _single_statement(rules: InputRules) -> sa.TextClause:
     also, sessions, duplicates = "", "COUNT(*)", "0"
     if rules.sessions_dedupe:  # a keyless table: rows sharing a session_id are not reported
         unique = dict(rules.sessions("s").rules)["duplicate session_id"]
-        also = f" AND {unique}"
+        also = unique
         sessions = f"SUM(CASE WHEN {unique} THEN 1 ELSE 0 END)"
         duplicates = f"SUM(CASE WHEN {unique} THEN 0 ELSE 1 END)"
     cost_join = "k.session_id = s.session_id"
     if rules.costs_dedupe:  # a keyless cost table: duplicated session_ids count as 0
         cost_join += " AND " + dict(rules.costs("k").rules)["duplicate session_id"]
-    cost = _usable_cost(rules.dialect, also)
-    cost_sum = f"TOTAL({cost})" if sqlite else f"COALESCE(SUM({cost}), 0)"
+    cost = _usable_cost(rules.number("session_costs", "k", "cost"), also)
+    cost_sum = f"TOTAL({cost})" if sqlite else f"COALESCE({exact_sum(cost, rules.dialect)}, 0)"
     source = _SESSIONS if sqlite else "session_sources s"
     costs = _COSTS if sqlite else "session_costs k"
     return sa.text(
@@ -142,7 +145,7 @@ def _pass_statements(key_filter: str) -> tuple[sa.TextClause, sa.TextClause]:
     where = f"s.channel_name = g.c AND s.event_date IS g.d AND {_KEY_FILTERS[key_filter]}"
     costs = sa.text(
         f"""
-        SELECT g.c, g.d, TOTAL({_usable_cost("sqlite")}), 0, 0, COUNT(*)
+        SELECT g.c, g.d, TOTAL({_usable_cost()}), 0, 0, COUNT(*)
         FROM temp.gf_cost_groups g CROSS JOIN {_SESSIONS}
         JOIN {_COSTS} ON k.session_id = s.session_id
         WHERE {where} GROUP BY g.id
@@ -165,7 +168,7 @@ _CREATE_GROUPS = (
 # Sessions without a channel are not reported, only counted: one pass, in index order.
 _NULL_CHANNEL = sa.text(
     f"""
-    SELECT NULL, s.event_date, TOTAL({_usable_cost("sqlite")}), COUNT(*), 0, COUNT(k.session_id)
+    SELECT NULL, s.event_date, TOTAL({_usable_cost()}), COUNT(*), 0, COUNT(k.session_id)
     FROM {_SESSIONS} LEFT JOIN {_COSTS} ON k.session_id = s.session_id
     WHERE s.channel_name IS NULL GROUP BY s.event_date
     """  # noqa: S608 (constant SQL fragments only)

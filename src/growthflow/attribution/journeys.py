@@ -79,9 +79,12 @@ def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.Te
         """  # noqa: S608
     )
     order = f"s.event_date{c} DESC, s.event_time{c} DESC, s.session_id{c} DESC"
+    flags = ", ".join(  # numbers, whatever the column type (valid rows hold 0 or 1)
+        f"CAST({rules.number('session_sources', 's', flag)} AS INTEGER) AS {flag}"
+        for flag in ("holder_engagement", "closer_engagement", "impression_interaction")
+    )
     columns = (
-        "s.session_id, s.event_date || ' ' || s.event_time AS event_ts, s.channel_name, "
-        "s.holder_engagement, s.closer_engagement, s.impression_interaction"
+        f"s.session_id, s.event_date || ' ' || s.event_time AS event_ts, s.channel_name, {flags}"
     )
     if d == "postgresql":
         # LATERAL: one index lookup per journey's user. A plain join let PostgreSQL hash a

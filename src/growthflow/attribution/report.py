@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from growthflow.attribution import schema
 from growthflow.attribution.quality import SkippedRows, examples
 from growthflow.attribution.rules import InputRules
+from growthflow.sql import exact_sum
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ReportStats:
 
 @cache
 def _rebuild_statement(rules: InputRules) -> sa.TextClause:
+    revenue = rules.number("conversions", "c", "revenue")
     # Constant SQL fragments only; the run id is the one (bound) value.
     return sa.text(
         f"""
@@ -40,8 +42,8 @@ def _rebuild_statement(rules: InputRules) -> sa.TextClause:
                COALESCE(a.ihc, 0), COALESCE(a.ihc_revenue, 0)
         FROM gf_cost_days g
         LEFT JOIN (
-            SELECT s.channel_name, s.event_date, SUM(a.ihc) AS ihc,
-                   SUM(a.ihc * c.revenue) AS ihc_revenue
+            SELECT s.channel_name, s.event_date, {exact_sum("a.ihc", rules.dialect)} AS ihc,
+                   {exact_sum(f"a.ihc * {revenue}", rules.dialect)} AS ihc_revenue
             FROM attribution_customer_journey a
             JOIN session_sources s ON s.session_id = a.session_id
             JOIN conversions c ON c.conv_id = a.conv_id

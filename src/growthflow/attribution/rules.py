@@ -8,6 +8,10 @@ queries while every value stays a bound parameter.
 Dates must be real calendar dates written ``YYYY-MM-DD`` and times ``HH:MM:SS``; with those
 fixed-width formats, ``date || ' ' || time`` compares correctly as text, which is how
 journeys are ordered and cut in SQL.
+
+Numeric columns (revenue, cost, the engagement flags) are read with :func:`number`: a number
+written as text is that number (tables imported from CSV hold only text), text that is not a
+number is a bad row.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from functools import cache
 import sqlalchemy as sa
 
 from growthflow.database import has_unique_key
-from growthflow.sql import finite_number, valid_date, valid_time
+from growthflow.sql import column_kind, number, valid_date, valid_time
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,28 @@ def _duplicate_rule(table: str, id_col: str, alias: str) -> tuple[str, str]:
     )
 
 
+# The numeric columns of the inputs, read with growthflow.sql.number().
+NUMERIC_COLUMNS = (
+    ("session_sources", "holder_engagement"),
+    ("session_sources", "closer_engagement"),
+    ("session_sources", "impression_interaction"),
+    ("conversions", "revenue"),
+    ("session_costs", "cost"),
+)
+Kinds = tuple[tuple[str, str], ...]  # ((table.column, kind), ...): hashable, for @cache
+
+
+def _number(kinds: Kinds, dialect: str, table: str, alias: str, column: str) -> str:
+    return number(f"{alias}.{column}", dialect, dict(kinds).get(f"{table}.{column}", "number"))
+
+
 @cache
-def _session_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
+def _session_rules(dialect: str, dedupe: bool, alias: str, kinds: Kinds) -> TableRules:
     s = alias
+    flags = " AND ".join(
+        f"{_number(kinds, dialect, 'session_sources', s, flag)} IN (0, 1)"
+        for flag in ("holder_engagement", "closer_engagement", "impression_interaction")
+    )
     rules = [
         (
             "missing session_id or user_id",
@@ -69,11 +92,7 @@ def _session_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
             "missing channel_name",
             f"({s}.channel_name IS NOT NULL AND trim({s}.channel_name) <> '')",
         ),
-        (
-            "engagement flag not 0/1",
-            f"({s}.holder_engagement IN (0, 1) AND {s}.closer_engagement IN (0, 1) "
-            f"AND {s}.impression_interaction IN (0, 1))",
-        ),
+        ("engagement flag not 0/1", f"({flags})"),
     ]
     if dedupe:
         rules.append(_duplicate_rule("session_sources", "session_id", s))
@@ -81,16 +100,14 @@ def _session_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
 
 
 @cache
-def _conversion_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
+def _conversion_rules(dialect: str, dedupe: bool, alias: str, kinds: Kinds) -> TableRules:
     c = alias
+    revenue = _number(kinds, dialect, "conversions", c, "revenue")
     rules = [
         ("missing conv_id or user_id", f"({c}.conv_id IS NOT NULL AND {c}.user_id IS NOT NULL)"),
         ("unparsable conv_date", valid_date(f"{c}.conv_date", dialect)),
         ("unparsable conv_time", valid_time(f"{c}.conv_time", dialect)),
-        (
-            "revenue missing, negative or not a number",
-            f"({finite_number(f'{c}.revenue', dialect)} AND {c}.revenue >= 0)",
-        ),
+        ("revenue missing, negative or not a number", f"({revenue} >= 0)"),
     ]
     if dedupe:
         rules.append(_duplicate_rule("conversions", "conv_id", c))
@@ -98,11 +115,12 @@ def _conversion_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
 
 
 @cache
-def _cost_rules(dialect: str, dedupe: bool, alias: str) -> TableRules:
+def _cost_rules(dialect: str, dedupe: bool, alias: str, kinds: Kinds) -> TableRules:
     k = alias
+    cost = _number(kinds, dialect, "session_costs", k, "cost")
     rules = [
         ("missing session_id", f"({k}.session_id IS NOT NULL)"),
-        ("cost not a number", f"({k}.cost IS NULL OR {finite_number(f'{k}.cost', dialect)})"),
+        ("cost not a number", f"({k}.cost IS NULL OR {cost} IS NOT NULL)"),
     ]
     if dedupe:
         rules.append(_duplicate_rule("session_costs", "session_id", k))
@@ -117,25 +135,40 @@ class InputRules:
     sessions_dedupe: bool
     conversions_dedupe: bool
     costs_dedupe: bool
+    kinds: Kinds = ()  # the declared kind of each numeric column (PostgreSQL)
 
     @classmethod
     def for_engine(cls, engine: sa.Engine) -> InputRules:
         # Duplicate ids are only possible (and only checked) when the user's table lacks a key.
+        inspector = sa.inspect(engine)
+        kinds = []
+        for table in sorted({t for t, _ in NUMERIC_COLUMNS}):
+            types = {c["name"].lower(): c["type"] for c in inspector.get_columns(table)}
+            kinds += [
+                (f"{table}.{col}", column_kind(types.get(col)))
+                for t, col in NUMERIC_COLUMNS
+                if t == table
+            ]
         return cls(
             dialect=engine.dialect.name,
             sessions_dedupe=not has_unique_key(engine, "session_sources", ["session_id"]),
             conversions_dedupe=not has_unique_key(engine, "conversions", ["conv_id"]),
             costs_dedupe=not has_unique_key(engine, "session_costs", ["session_id"]),
+            kinds=tuple(kinds),
         )
 
     def sessions(self, alias: str = "s") -> TableRules:
-        return _session_rules(self.dialect, self.sessions_dedupe, alias)
+        return _session_rules(self.dialect, self.sessions_dedupe, alias, self.kinds)
 
     def conversions(self, alias: str = "c") -> TableRules:
-        return _conversion_rules(self.dialect, self.conversions_dedupe, alias)
+        return _conversion_rules(self.dialect, self.conversions_dedupe, alias, self.kinds)
 
     def costs(self, alias: str = "k") -> TableRules:
-        return _cost_rules(self.dialect, self.costs_dedupe, alias)
+        return _cost_rules(self.dialect, self.costs_dedupe, alias, self.kinds)
+
+    def number(self, table: str, alias: str, column: str) -> str:
+        """SQL for ``alias.column`` of ``table`` as a finite number, or NULL."""
+        return _number(self.kinds, self.dialect, table, alias, column)
 
     def reportable_day(self, alias: str) -> str:
         """SQL true when ``alias.channel_name`` and ``alias.event_date`` can key a report row.

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from growthflow.database import missing_columns, missing_tables, translate_errors
+from growthflow.database import (
+    has_lookup_index,
+    missing_columns,
+    missing_tables,
+    translate_errors,
+)
 from growthflow.errors import DatabaseError
 
 FLOAT = sa.REAL().with_variant(sa.Double(), "postgresql")
@@ -170,6 +175,9 @@ USER_TABLE_INDEXES = (
     # index SQLite needs one B-tree search per session instead of two.
     sa.Index("gf_ix_session_costs_cost", session_costs.c.session_id, session_costs.c.cost),
 )
+# Lookups by id (the orphan-cost check, the report's joins from the attribution): a table
+# created without a key gets an index on its id, so no query degrades into a scan per row.
+ID_LOOKUPS = ((session_sources, "session_id"), (conversions, "conv_id"))
 OWN_TABLE_INDEXES = (sa.Index("gf_ix_journeys_conv", journeys.c.run_id, journeys.c.conv_id),)
 
 
@@ -193,6 +201,15 @@ def init_db(engine: sa.Engine, *, inputs: bool = True) -> None:
         with engine.begin() as conn:
             for index in USER_TABLE_INDEXES + OWN_TABLE_INDEXES:
                 index.create(conn, checkfirst=True)
+        for table, column in ID_LOOKUPS:
+            if not has_lookup_index(engine, table.name, column):
+                with engine.begin() as conn:  # constant names
+                    conn.execute(
+                        sa.text(
+                            f"CREATE INDEX IF NOT EXISTS gf_ix_{table.name}_{column} "
+                            f"ON {table.name} ({column})"
+                        )
+                    )
         if engine.dialect.name == "postgresql":
             analyze_if_stale(engine, [t.name for t in INPUT_TABLES + ATTRIBUTION_TABLES])
 
