@@ -31,6 +31,7 @@ def _settings() -> dict:
         "source": source,
         "country": params.get("country") or values.get("COUNTRY") or "Peru",
         "segments": params.get("segments") or values.get("SEGMENTS"),
+        "allow_empty": bool(params.get("allow_empty")),
     }
 
 
@@ -45,6 +46,11 @@ def _settings() -> dict:
         "source": Param(None, type=["null", "string"], description="Parquet/CSV path or URL."),
         "country": Param(None, type=["null", "string"], description="Default: Peru."),
         "segments": Param(None, type=["null", "string"], description="Segments YAML file."),
+        "allow_empty": Param(
+            False,
+            type="boolean",
+            description="Publish an empty result (else the task fails; the live version stays).",
+        ),
     },
     doc_md=__doc__,
 )
@@ -82,7 +88,12 @@ def growthflow_vouchers():
             clean=CleanStats(**clean_stats),
             segment_rows=segment_rows,
         )
-        return publish(_engine(), summary, load_segments(settings["segments"]))
+        return publish(
+            _engine(),
+            summary,
+            load_segments(settings["segments"]),
+            allow_empty=settings["allow_empty"],
+        )
 
     cleaned = clean(extract())
     publish(cleaned, segment(cleaned))

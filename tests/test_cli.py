@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 
 def cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
@@ -83,6 +84,25 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert message in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert "s3cr3t-pw" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("target", ["a directory", "under a file"])
+def test_an_unwritable_output_fails_before_the_run(tmp_path, target):
+    """Issue 10 item 11: one clear line, exit 2, and no run started (nothing committed)."""
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert cli("attribution", "demo-data", "--db", db, "--scale", "0.01").returncode == 0
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path if target == "a directory" else tmp_path / "file.txt" / "report.csv"
+    for command in (
+        ["attribution", "run", "--start", "2023-09-01", "--end", "2023-09-02", "--csv"],
+        ["attribution", "export", "--csv"],
+    ):
+        r = cli(*command, str(out), "--db", db)
+        assert r.returncode == 2, r.stderr
+        assert f"cannot write {out}" in r.stderr
+        assert "Traceback" not in r.stderr + r.stdout
+    runs = sa.create_engine(db).connect().execute(sa.text("SELECT COUNT(*) FROM gf_runs"))
+    assert runs.scalar_one() == 0
 
 
 def test_invalid_settings_are_reported(tmp_path):

@@ -95,6 +95,7 @@ def test_faulty_server_every_journey_stored_with_the_servers_numbers(demo_db):
     assert stats.max_journeys_seen <= 3 and stats.max_sessions_seen <= 200
     got = stored(db)
     assert got.keys() == expected.keys()
+    assert summary.api.rows_written == len(got)  # counters stay exact under concurrency
     for key, (i, h, c, ihc) in got.items():
         ei, eh, ec, eihc = expected[key]
         assert (i, h, c) == (round(ei, 4), round(eh, 4), round(ec, 4))  # as the API returned

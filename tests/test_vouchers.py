@@ -142,6 +142,34 @@ def test_publish_is_atomic_for_readers(db, tmp_path):
     assert db.rows("SELECT max(version) FROM gf_voucher_runs") == [(2,)]
 
 
+@pytest.mark.parametrize("empty", ["other country", "header only"])
+def test_an_empty_result_is_refused_and_the_live_version_stays(db, tmp_path, empty):
+    """Issue 10 item 5: publishing nothing would make the API answer 404 to everyone."""
+    import os
+    import subprocess
+    import sys
+
+    live = write_csv(tmp_path / "live.csv", [row(amount="100")] * 2)
+    run_vouchers(db.engine, live, DEFAULT_SEGMENTS)
+    before = segments(db)
+    source = write_csv(tmp_path / "new.csv", [] if empty == "header only" else [row()])
+    command = [sys.executable, "-m", "growthflow", "vouchers", "run", "--source", source]
+    command += [*db.cli_args(), "--country", "Atlantis"]
+    env = {**os.environ, "COLUMNS": "300"}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode != 0
+    assert "nothing to publish" in refused.stderr and "version 1 stays published" in refused.stderr
+    assert "Traceback" not in refused.stderr + refused.stdout
+    assert segments(db) == before
+    assert db.rows("SELECT max(version) FROM gf_voucher_runs") == [(1,)]
+    allowed = subprocess.run(
+        [*command, "--allow-empty"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert segments(db) == {}
+    assert db.rows("SELECT max(version) FROM gf_voucher_runs") == [(2,)]
+
+
 CUSTOMER = {
     "customer_id": 123,
     "country_code": "Peru",
@@ -263,3 +291,37 @@ def test_real_2018_data_answers_the_original_example(db):
             assert ask(server.base_url, CUSTOMER, method).json() == {"voucher_amount": 2640}
     stored = json.loads(db.rows("SELECT summary FROM gf_voucher_runs")[0][0])
     assert stored["clean"]["kept"] == 44_101
+
+
+def test_hostile_bodies_get_4xx_without_echoes(api):
+    """Issue 10 items 6, 7, 17: NaN and Infinity, huge bodies and fields, coerced types."""
+    base, _, _ = api
+    for value in ("NaN", "Infinity", "-Infinity"):
+        body = json.dumps(CUSTOMER).replace('"total_orders": 15', f'"total_orders": {value}')
+        for method in ("POST", "GET"):
+            response = httpx.request(
+                method,
+                base + ("/voucher" if method == "POST" else "/voucher_amount"),
+                content=body.encode(),
+                headers={"content-type": "application/json"},
+                timeout=10,
+            )
+            assert response.status_code == 422, (value, response.text)
+            assert isinstance(response.json()["detail"], list)
+    for coerced in (True, "7", 7.0):
+        response = ask(base, {**CUSTOMER, "total_orders": coerced})
+        assert response.status_code == 422, coerced
+        assert ask(base, {**CUSTOMER, "customer_id": coerced}).status_code == 422, coerced
+    big_field = {**CUSTOMER, "segment_name": "x" * 1_000_000}
+    response = ask(base, big_field)
+    assert response.status_code == 413 and len(response.content) < 1000
+    long_name = {**CUSTOMER, "segment_name": "x" * 5_000}
+    response = ask(base, long_name)
+    assert response.status_code == 422 and len(response.content) < 2000
+    # a chunked body (no Content-Length) is cut off too
+    chunks = (b'{"customer_id": 1, "pad": "' + b"y" * 50_000 for _ in range(4))
+    response = httpx.post(
+        base + "/voucher", content=chunks, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert ask(base, CUSTOMER).json() == {"voucher_amount": 3520}  # still serving

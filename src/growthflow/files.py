@@ -8,6 +8,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from growthflow.errors import ConfigError
+
+
+class OutputError(ConfigError):
+    """An output file cannot be written where the user asked."""
+
+
+def check_writable(path: Path | str) -> Path:
+    """Fail now, with one clear line, when a file cannot be written at ``path`` (a directory,
+    a parent that cannot be created, no permission), rather than after the work is done.
+    Creates the missing parent directories, as writing the file would."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory; give a file name")
+    probe = path.with_name(f".{path.name}.{os.getpid()}.check")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.open("w").close()
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
 
 @contextmanager
 def atomic_write(path: Path | str) -> Iterator[TextIO]:
@@ -15,12 +38,18 @@ def atomic_write(path: Path | str) -> Iterator[TextIO]:
 
     The file gets the usual permissions (the umask applies), unlike ``tempfile``'s 0600.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_writable(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
+        try:
+            handle = tmp.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        with handle:
             yield handle
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)

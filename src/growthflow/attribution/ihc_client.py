@@ -310,9 +310,12 @@ async def attribute_with_api(
                 if len(good):
                     kept = batch.select(good)
                     kept_prints = [prints[j] for j in good.tolist()]
-                    stats.rows_written += await asyncio.to_thread(
+                    # Await first, then add: `x += await ...` reads x before the await and
+                    # loses the updates of the tasks that finish meanwhile.
+                    written = await asyncio.to_thread(
                         _store, engine, run_id, kept, result, config.model_name, kept_prints
                     )
+                    stats.rows_written += written
             for j, reason in sorted(failed.items()):
                 conv = str(batch.conv_ids[j])
                 if attempts[conv] < config.journey_attempts:

@@ -35,6 +35,7 @@ from growthflow.attribution.report import rebuild_channel_reporting
 from growthflow.attribution.rules import InputRules
 from growthflow.database import read_only, translate_errors
 from growthflow.errors import ConfigError, describe_errors
+from growthflow.files import check_writable
 
 if TYPE_CHECKING:  # the API client (httpx) is imported only by runs that use it
     from growthflow.attribution.ihc_client import ApiStats, IhcApiConfig
@@ -172,6 +173,8 @@ def run_attribution(
     """
     if config.provider == "ihc-api" and api is None:
         raise ConfigError("the ihc-api provider needs an API key and a conv_type_id")
+    if csv_path is not None:  # before any work, not after the run has committed
+        check_writable(csv_path)
     provider = provider or LocalProvider(config.model, config.params_path)
     summary = RunSummary(run_id=new_run_id())
     run_id = summary.run_id

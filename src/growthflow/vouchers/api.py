@@ -20,25 +20,31 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from growthflow.database import read_only
+from growthflow.server import BodyLimit
 from growthflow.vouchers.pipeline import runs, voucher_segments
 from growthflow.vouchers.segments import Segment
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 64 * 1024  # a customer is well under 1 KB
+
 
 class Customer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    customer_id: int
-    country_code: str = Field(min_length=1)
+    # Strict: true, 7.0 or "7" are not integers; names are short.
+    customer_id: StrictInt
+    country_code: StrictStr = Field(min_length=1, max_length=100)
     last_order_ts: datetime
     first_order_ts: datetime
-    total_orders: int = Field(ge=0)
-    segment_name: str = Field(min_length=1)
+    total_orders: StrictInt = Field(ge=0)
+    segment_name: StrictStr = Field(min_length=1, max_length=100)
 
     @field_validator("last_order_ts", "first_order_ts")
     @classmethod
@@ -177,6 +183,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.vouchers = state
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad input, which may be huge or not JSON at all (NaN).
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:300], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def answer(customer: Customer) -> VoucherAnswer:
         published = state["published"]

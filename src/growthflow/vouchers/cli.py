@@ -21,6 +21,14 @@ def run(
     segments: Annotated[
         Path | None, typer.Option(help="YAML file of segments (default: the built-in bands).")
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Publish even when no voucher falls in any segment (the API then answers "
+            "404 to everyone). Without it such a run fails and the live version stays.",
+        ),
+    ] = False,
 ) -> None:
     """Clean voucher assignments, count vouchers per segment band, publish voucher_segments."""
     from rich.table import Table
@@ -31,7 +39,7 @@ def run(
 
     config = load_segments(segments)
     engine = _engine(db, schema, create=True)
-    summary = run_vouchers(engine, source, config, country)
+    summary = run_vouchers(engine, source, config, country, allow_empty=allow_empty)
     table = Table(title=f"voucher segments version {summary.version}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")

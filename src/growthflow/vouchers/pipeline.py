@@ -333,10 +333,35 @@ def segment(engine: sa.Engine, segments: dict[str, Segment]) -> int:
         return conn.execute(sa.select(sa.func.count()).select_from(staged)).scalar_one()
 
 
-def publish(engine: sa.Engine, summary: VoucherSummary, segments: dict[str, Segment]) -> int:
+class NothingToPublish(InputDataError):
+    """The run found no voucher to count: publishing would empty the live segments."""
+
+
+def publish(
+    engine: sa.Engine,
+    summary: VoucherSummary,
+    segments: dict[str, Segment],
+    *,
+    allow_empty: bool = False,
+) -> int:
     """Replace ``voucher_segments`` with the staged counts in one transaction; returns the
-    new version (readers see the old table or the new one, never a mix)."""
+    new version (readers see the old table or the new one, never a mix).
+
+    An empty result (a country with no rows, a source with only a header) is refused, and
+    the published version stays live, unless ``allow_empty``: replacing the segments by
+    nothing would make the API answer 404 to every customer.
+    """
     with translate_errors(engine), engine.begin() as conn:
+        staged_rows = conn.execute(sa.select(sa.func.count()).select_from(staged)).scalar_one()
+        if not staged_rows and not allow_empty:
+            live = conn.execute(sa.select(sa.func.max(runs.c.version))).scalar_one()
+            c = summary.clean
+            raise NothingToPublish(
+                f"nothing to publish: {c.source_rows:,} source rows, {c.kept:,} kept for "
+                f"country {summary.country!r}, no voucher in any segment band; "
+                + (f"version {live} stays published" if live else "nothing is published")
+                + " (pass --allow-empty to publish an empty result anyway)"
+            )
         conn.execute(sa.delete(voucher_segments))
         conn.execute(
             sa.insert(voucher_segments).from_select(
@@ -362,12 +387,17 @@ def publish(engine: sa.Engine, summary: VoucherSummary, segments: dict[str, Segm
 
 
 def run_vouchers(
-    engine: sa.Engine, source: str, segments: dict[str, Segment], country: str = "Peru"
+    engine: sa.Engine,
+    source: str,
+    segments: dict[str, Segment],
+    country: str = "Peru",
+    *,
+    allow_empty: bool = False,
 ) -> VoucherSummary:
     """extract -> clean -> segment -> publish."""
     summary = VoucherSummary(country=country.strip(), source=source)
     extract(engine, source)
     summary.clean = clean(engine, country)
     summary.segment_rows = segment(engine, segments)
-    publish(engine, summary, segments)
+    publish(engine, summary, segments, allow_empty=allow_empty)
     return summary
