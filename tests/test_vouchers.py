@@ -277,6 +277,29 @@ def test_nothing_published_yet_is_503(tmp_path):
         assert ask(server.base_url, CUSTOMER).status_code == 503
 
 
+def test_serving_before_anything_is_published_logs_one_line(tmp_path, caplog):
+    """Issue 10 item 13: one warning, no traceback, then quiet until a version appears."""
+    import logging
+
+    from growthflow.database import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}", create=True)
+    with caplog.at_level(logging.INFO, logger="growthflow.vouchers.api"):
+        with BackgroundServer(create_app(engine, poll_s=0.02)) as server:
+            time.sleep(0.5)  # some 25 polls
+            assert ask(server.base_url, CUSTOMER).status_code == 503
+            run_vouchers(engine, write_csv(tmp_path / "v.csv", [row()]), DEFAULT_SEGMENTS)
+            for _ in range(100):
+                if ask(server.base_url, CUSTOMER).status_code != 503:
+                    break
+                time.sleep(0.02)
+    records = [r for r in caplog.records if r.name == "growthflow.vouchers.api"]
+    warnings = [r for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is None, warnings
+    assert "nothing published" in warnings[0].getMessage()
+    assert any("serving voucher segments version 1" in r.getMessage() for r in records)
+
+
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="../shared/datasets is not present")
 def test_real_2018_data_answers_the_original_example(db):
     summary = run_vouchers(db.engine, str(REAL_DATA), DEFAULT_SEGMENTS)

@@ -67,7 +67,10 @@ class Published:
 
 
 def current_version(engine: sa.Engine) -> int | None:
+    """The newest published version; None when nothing was ever published."""
     with read_only(engine) as conn:
+        if not sa.inspect(conn).has_table(runs.name):
+            return None
         return conn.execute(sa.select(sa.func.max(runs.c.version))).scalar()
 
 
@@ -161,12 +164,22 @@ def create_app(
             log.info("serving voucher segments version %s", version)
 
     async def poll() -> None:
+        said = None  # the last problem logged: each is said once, not at every poll
         while True:
             await asyncio.sleep(poll_s)
             try:
                 await reload_if_newer()
-            except Exception:  # keep serving the last good version
-                log.warning("could not check for new voucher segments", exc_info=True)
+            except Exception as exc:  # keep serving the last good version
+                problem = f"could not check for new voucher segments ({exc.__class__.__name__})"
+            else:
+                problem = None
+            if problem is None and state["published"] is None:
+                problem = "nothing published yet: run `growthflow vouchers run`"
+            if problem is not None and problem != said:
+                loaded = state["published"]
+                serving = f"serving version {loaded.version}" if loaded else "answering 503"
+                log.warning("%s; %s", problem, serving)
+            said = problem
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
