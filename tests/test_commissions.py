@@ -579,53 +579,36 @@ def test_cli_run_export_and_config_errors(tmp_path):
     for path in landing.rglob("*"):
         os.utime(path, (old, old))
     db = f"sqlite:///{tmp_path / 'c.db'}"
-    cli = [sys.executable, "-m", "growthflow", "commissions"]
-    done = subprocess.run(
-        cli
-        + ["run", "--db", db, "--landing", str(landing), "--archive", str(tmp_path / "archive")],
-        capture_output=True,
-        text=True,
+
+    def commissions(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "growthflow", "commissions", *args]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    done = commissions(
+        "run", "--db", db, "--landing", str(landing), "--archive", str(tmp_path / "archive")
     )
     assert done.returncode == 0, done.stderr
     assert "files loaded per feed" in done.stdout
-    exported = subprocess.run(
-        cli + ["export", "--db", db, "--out", str(tmp_path / "out")], capture_output=True, text=True
-    )
+    exported = commissions("export", "--db", db, "--out", str(tmp_path / "out"))
     assert exported.returncode == 0, exported.stderr
     header = (tmp_path / "out" / "commission_source_daily.csv").read_text().splitlines()[0]
     assert header == "scope,date,marketing_source,deal,raw_earnings,clicks,commission"
     write(tmp_path / "bad.yaml", "feeds: {routy: {kind: weekly}}\n")
-    bad = subprocess.run(
-        cli
-        + [
-            "run",
-            "--db",
-            db,
-            "--landing",
-            str(landing),
-            "--archive",
-            str(tmp_path / "a"),
-            "--sources",
-            str(tmp_path / "bad.yaml"),
-        ],
-        capture_output=True,
-        text=True,
+    bad = commissions(
+        "run",
+        "--db",
+        db,
+        "--landing",
+        str(landing),
+        "--archive",
+        str(tmp_path / "a"),
+        "--sources",
+        str(tmp_path / "bad.yaml"),
     )
     assert bad.returncode == 2 and "invalid feed configuration" in bad.stderr
     assert "Traceback" not in bad.stderr
-    missing = subprocess.run(
-        cli
-        + [
-            "run",
-            "--db",
-            db,
-            "--landing",
-            str(tmp_path / "nope"),
-            "--archive",
-            str(tmp_path / "a"),
-        ],
-        capture_output=True,
-        text=True,
+    missing = commissions(
+        "run", "--db", db, "--landing", str(tmp_path / "nope"), "--archive", str(tmp_path / "a")
     )
     assert missing.returncode == 2 and "landing zone not found" in missing.stderr
 

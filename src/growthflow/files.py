@@ -15,20 +15,26 @@ class OutputError(ConfigError):
     """An output file cannot be written where the user asked."""
 
 
-def check_writable(path: Path | str) -> Path:
-    """Fail now, with one clear line, when a file cannot be written at ``path`` (a directory,
-    a parent that cannot be created, no permission), rather than after the work is done.
-    Creates the missing parent directories, as writing the file would."""
-    path = Path(path)
+def _temporary(path: Path) -> tuple[Path, TextIO]:
+    """The temporary file beside ``path`` that a write goes to, opened; one clear error when it
+    cannot be (``path`` a directory, a parent that cannot be created, no permission)."""
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory; give a file name")
-    probe = path.with_name(f".{path.name}.{os.getpid()}.check")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe.open("w").close()
-        probe.unlink()
+        return tmp, tmp.open("w", newline="", encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_writable(path: Path | str) -> Path:
+    """Fail now, with one clear line, when ``path`` cannot be written, rather than after the
+    work is done. Creates the missing parent directories, as writing the file would."""
+    path = Path(path)
+    tmp, handle = _temporary(path)
+    handle.close()
+    tmp.unlink()
     return path
 
 
@@ -38,18 +44,11 @@ def atomic_write(path: Path | str) -> Iterator[TextIO]:
 
     The file gets the usual permissions (the umask applies), unlike ``tempfile``'s 0600.
     """
-    path = check_writable(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path = Path(path)
+    tmp, handle = _temporary(path)
     try:
-        try:
-            handle = tmp.open("w", newline="", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         with handle:
             yield handle
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -6,6 +6,8 @@ statements keeps every value a bound parameter.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 _PG_DATE_RE = r"'^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'"
 _PG_TIME_RE = r"'^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$'"
 
@@ -76,8 +78,6 @@ def exact_sum(expr: str, dialect: str) -> str:
 
 def column_kind(type_: object) -> str:
     """``text``, ``boolean`` or ``number``: how :func:`number` reads a column of that type."""
-    import sqlalchemy as sa
-
     if isinstance(type_, sa.String):
         return "text"
     if isinstance(type_, sa.Boolean):

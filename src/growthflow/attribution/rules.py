@@ -141,20 +141,17 @@ class InputRules:
     def for_engine(cls, engine: sa.Engine) -> InputRules:
         # Duplicate ids are only possible (and only checked) when the user's table lacks a key.
         inspector = sa.inspect(engine)
-        kinds = []
-        for table in sorted({t for t, _ in NUMERIC_COLUMNS}):
-            types = {c["name"].lower(): c["type"] for c in inspector.get_columns(table)}
-            kinds += [
-                (f"{table}.{col}", column_kind(types.get(col)))
-                for t, col in NUMERIC_COLUMNS
-                if t == table
-            ]
+        types = {
+            table: {c["name"].lower(): c["type"] for c in inspector.get_columns(table)}
+            for table in {table for table, _ in NUMERIC_COLUMNS}
+        }
+        kinds = tuple((f"{t}.{c}", column_kind(types[t].get(c))) for t, c in NUMERIC_COLUMNS)
         return cls(
             dialect=engine.dialect.name,
             sessions_dedupe=not has_unique_key(engine, "session_sources", ["session_id"]),
             conversions_dedupe=not has_unique_key(engine, "conversions", ["conv_id"]),
             costs_dedupe=not has_unique_key(engine, "session_costs", ["session_id"]),
-            kinds=tuple(kinds),
+            kinds=kinds,
         )
 
     def sessions(self, alias: str = "s") -> TableRules:
