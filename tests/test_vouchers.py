@@ -87,6 +87,40 @@ def test_cleaning_rules_are_counted(db, tmp_path):
     assert sum(counts.values()) == 12
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_voucher_amount_that_is_not_a_number_is_a_counted_row(db, tmp_path, fmt):
+    """One bad amount used to stop the whole CSV ("conversion error to double")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    amounts = ["abc", "NaN", "inf", "", " 2640 ", "2640", "1e3", "2640.0", "-5", "1,5"]
+    rows = [row(days_since_last=40 + i, amount=a) for i, a in enumerate(amounts)]
+    rows.append(row(days_since_last=45, amount="2640.00"))  # the same voucher as "2640"
+    if fmt == "csv":
+        source = write_csv(tmp_path / "v.csv", rows)
+    else:  # a float column: NaN is a missing value, not a bad one
+        table = pa.table({h: [r[i] for r in rows] for i, h in enumerate(HEADER)})
+        good = [float(a) if a.strip() not in ("abc", "1,5", "") else None for a in amounts]
+        table = table.set_column(5, "voucher_amount", pa.array([*good, 2640.0], pa.float64()))
+        source = str(tmp_path / "v.parquet")
+        pq.write_table(table, source)
+    c = run_vouchers(db.engine, source, DEFAULT_SEGMENTS).clean
+    counts = segments(db)
+    if fmt == "csv":
+        assert (c.no_voucher_amount, c.voucher_amount_not_a_number) == (1, 4)
+        assert (c.duplicates, c.kept) == (1, 5)
+    else:  # nulls: abc, 1,5 and the empty one; NaN is missing; inf is not a number
+        assert (c.no_voucher_amount, c.voucher_amount_not_a_number) == (4, 1)
+        assert (c.duplicates, c.kept) == (1, 5)
+    assert c.source_rows == len(rows)
+    assert (
+        c.no_voucher_amount + c.voucher_amount_not_a_number + c.duplicates + c.kept == c.source_rows
+    )
+    assert counts[("recency_segment", "30-60", 2640.0)] == 3
+    assert counts[("recency_segment", "30-60", 1000.0)] == 1
+    assert counts[("recency_segment", "30-60", -5.0)] == 1
+
+
 @pytest.mark.parametrize(
     "field,low,high,low_band,high_band",
     [

@@ -85,16 +85,6 @@ def column_kind(type_: object) -> str:
     return "number"
 
 
-def finite_number(col: str, dialect: str) -> str:
-    """SQL true for a finite number: false for NULL, text, +-Infinity and PostgreSQL's NaN
-    (NaN sorts above every number there; SQLite has no NaN and stores it as NULL)."""
-    if dialect == "sqlite":
-        return f"({col} BETWEEN -1.7e308 AND 1.7e308)"
-    return (
-        f"({col} BETWEEN CAST(-1.7e308 AS double precision) AND CAST(1.7e308 AS double precision))"
-    )
-
-
 def collate_c(dialect: str) -> str:
     """Byte-order collation, so PostgreSQL sorts text exactly like SQLite."""
     return ' COLLATE "C"' if dialect == "postgresql" else ""

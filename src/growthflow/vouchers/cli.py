@@ -48,6 +48,7 @@ def run(
         ("rows in the source", c.source_rows),
         (f"dropped: country is not {summary.country}", c.other_country),
         ("dropped: no voucher_amount", c.no_voucher_amount),
+        ("dropped: voucher_amount is not a number", c.voucher_amount_not_a_number),
         ("dropped: exact duplicates", c.duplicates),
         ("rows kept", c.kept),
         (

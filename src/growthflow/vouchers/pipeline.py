@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from growthflow.database import bulk_insert, translate_errors
 from growthflow.errors import ConfigError, InputDataError
-from growthflow.sql import finite_number, valid_date
+from growthflow.sql import number, valid_date
 from growthflow.vouchers.segments import Segment
 
 TEXT, FLOAT = sa.Text(), sa.REAL().with_variant(sa.Double(), "postgresql")
@@ -44,7 +44,7 @@ raw = sa.Table(
     sa.Column("last_order_ts", TEXT),
     sa.Column("first_order_ts", TEXT),
     sa.Column("total_orders", TEXT),
-    sa.Column("voucher_amount", FLOAT),
+    sa.Column("voucher_amount", TEXT),  # as written: the clean step reads the number
 )
 clean_rows = sa.Table(
     "gf_voucher_clean",
@@ -98,7 +98,8 @@ BATCH_ROWS = 50_000
 class CleanStats:
     source_rows: int = 0
     other_country: int = 0
-    no_voucher_amount: int = 0
+    no_voucher_amount: int = 0  # empty
+    voucher_amount_not_a_number: int = 0  # 'abc', NaN, infinities
     duplicates: int = 0
     kept: int = 0
     total_orders_unusable: int = 0  # empty, unparsable or negative: out of frequency segments
@@ -165,11 +166,12 @@ def _batches(path: Path) -> Iterator:
 
     try:
         if path.suffix.lower() == ".csv":
-            types = {c: pa.string() for c in SOURCE_COLUMNS if c != "voucher_amount"}
+            # Every column as text: a value that is not a number is a counted bad row in the
+            # clean step, not a conversion error that stops the whole file.
             reader = pacsv.open_csv(
                 path,
                 convert_options=pacsv.ConvertOptions(
-                    column_types={**types, "voucher_amount": pa.float64()},
+                    column_types={c: pa.string() for c in SOURCE_COLUMNS},
                     strings_can_be_null=False,
                 ),
             )
@@ -195,26 +197,34 @@ def _as_text(column):
 
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         return pc.strftime(column, format="%Y-%m-%d %H:%M:%S").to_pylist()
+    if pa.types.is_floating(column.type):  # a missing value written as NaN is missing
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
     return pc.cast(column, pa.string()).to_pylist()
 
 
 def extract(engine: sa.Engine, source: str) -> int:
-    """Load the source file into ``gf_voucher_raw`` (replacing it); returns the rows loaded."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    """Load the source file into ``gf_voucher_raw`` (replacing it); returns the rows loaded.
 
+    Every value is stored as text, as written; the clean step decides what is a number.
+    """
     init_db(engine)
     loaded = 0
     with translate_errors(engine), _local_copy(source) as path, engine.begin() as conn:
-        conn.execute(sa.delete(raw))
+        # Recreated, not emptied: a table made by an older version held a float column.
+        raw.drop(conn, checkfirst=True)
+        raw.create(conn)
         for batch in _batches(path):
-            amounts = pc.cast(batch.column("voucher_amount"), pa.float64()).to_pylist()
-            columns = [_as_text(batch.column(c)) for c in SOURCE_COLUMNS[:-1]]
-            loaded += bulk_insert(conn, raw, zip(*columns, amounts, strict=True))
+            columns = [_as_text(batch.column(c)) for c in SOURCE_COLUMNS]
+            loaded += bulk_insert(conn, raw, zip(*columns, strict=True))
     return loaded
 
 
 # --- clean --------------------------------------------------------------------------------
+def _amount(dialect: str) -> str:
+    """The voucher amount as a finite number, or NULL (empty, not a number, NaN, infinite)."""
+    return number("voucher_amount", dialect, kind="text")
+
+
 def _clean_statement(dialect: str) -> sa.TextClause:
     orders = "trim(r.total_orders)"
     if dialect == "sqlite":
@@ -238,6 +248,7 @@ def _clean_statement(dialect: str) -> sa.TextClause:
             "(CAST(substr(r.assigned_ts, 1, 10) AS date) "
             "- CAST(substr(r.last_order_ts, 1, 10) AS date))"
         )
+    amount = _amount(dialect)
     dates_ok = (
         f"{valid_date('substr(r.assigned_ts, 1, 10)', dialect)} "
         f"AND {valid_date('substr(r.last_order_ts, 1, 10)', dialect)}"
@@ -252,11 +263,12 @@ def _clean_statement(dialect: str) -> sa.TextClause:
             SELECT r.voucher_amount, {orders_value} AS total_orders,
                    CASE WHEN COALESCE({dates_ok}, false) THEN {days} END AS recency_days
             FROM (
+                -- duplicates compare the amount's value: '2640' and '2640.0' are one voucher
                 SELECT DISTINCT assigned_ts, country_code, last_order_ts, first_order_ts,
-                       total_orders, voucher_amount
+                       total_orders, {amount} AS voucher_amount
                 FROM gf_voucher_raw
                 WHERE lower(trim(country_code)) = lower(trim(:country))
-                  AND {finite_number("voucher_amount", dialect)}
+                  AND {amount} IS NOT NULL
             ) r
         ) c
         """  # noqa: S608
@@ -267,16 +279,17 @@ def clean(engine: sa.Engine, country: str = "Peru") -> CleanStats:
     """Replace ``gf_voucher_clean`` with the usable rows of ``country``; counts per rule."""
     init_db(engine)
     dialect = engine.dialect.name
-    finite = finite_number("voucher_amount", dialect)
+    in_country = "lower(trim(country_code)) = lower(trim(:country))"
     with translate_errors(engine), engine.begin() as conn:
         conn.execute(sa.delete(clean_rows))
-        total, in_country, with_voucher = conn.execute(
+        total, country_rows, empty, with_voucher = conn.execute(
             sa.text(
                 "SELECT count(*), "  # noqa: S608
-                "COALESCE(SUM(CASE WHEN lower(trim(country_code)) = lower(trim(:country)) "
-                "THEN 1 ELSE 0 END), 0), "
-                "COALESCE(SUM(CASE WHEN lower(trim(country_code)) = lower(trim(:country)) "
-                f"AND {finite} THEN 1 ELSE 0 END), 0) FROM gf_voucher_raw"
+                f"COALESCE(SUM(CASE WHEN {in_country} THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN {in_country} AND COALESCE(trim(voucher_amount), '') "
+                "= '' THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN {in_country} AND {_amount(dialect)} IS NOT NULL "
+                "THEN 1 ELSE 0 END), 0) FROM gf_voucher_raw"
             ),
             {"country": country},
         ).one()
@@ -290,8 +303,9 @@ def clean(engine: sa.Engine, country: str = "Peru") -> CleanStats:
         ).one()
     return CleanStats(
         source_rows=int(total),
-        other_country=int(total - in_country),
-        no_voucher_amount=int(in_country - with_voucher),
+        other_country=int(total - country_rows),
+        no_voucher_amount=int(empty),
+        voucher_amount_not_a_number=int(country_rows - empty - with_voucher),
         duplicates=int(with_voucher - kept),
         kept=int(kept),
         total_orders_unusable=int(no_orders),
