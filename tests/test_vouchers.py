@@ -233,10 +233,13 @@ def ask(base, body, method="POST"):
 
 def test_both_endpoints_answer_the_segment_winner(api):
     base, _, _ = api
-    for method in ("POST", "GET"):
-        assert ask(base, CUSTOMER, method).json() == {"voucher_amount": 3520}  # 43 days: 30-60
-        frequent = {**CUSTOMER, "segment_name": "frequent_segment"}
-        assert ask(base, frequent, method).json() == {"voucher_amount": 2640}  # tie -> smaller
+    frequent = {**CUSTOMER, "segment_name": "frequent_segment"}
+    assert ask(base, CUSTOMER).json() == {"voucher_amount": 3520, "band": "30-60", "fallback": None}
+    assert ask(base, frequent).json() == {"voucher_amount": 2640, "band": "14-37", "fallback": None}
+    # the original contract: the amount alone
+    assert ask(base, CUSTOMER, "GET").json() == {"voucher_amount": 3520}  # 43 days: 30-60
+    assert ask(base, frequent, "GET").json() == {"voucher_amount": 2640}  # tie -> smaller
+    assert ask(base, frequent, "GET").headers["x-voucher-band"] == "14-37"
     assert httpx.get(base + "/health").json()["status"] == "ok"
     assert httpx.get(base + "/docs").status_code == 200
 
@@ -273,9 +276,6 @@ def test_missing_field_malformed_json_empty_band_and_no_500(api):
         headers={"content-type": "application/json"},
     )
     assert bad.status_code in (400, 422)
-    old = {**CUSTOMER, "last_order_ts": "2018-01-01 00:00:00"}  # 165 days: band without data
-    response = ask(base, old)
-    assert response.status_code == 404 and "121-180" in response.text
     for body in (
         [],
         "x",
@@ -288,18 +288,58 @@ def test_missing_field_malformed_json_empty_band_and_no_500(api):
         assert ask(base, body).status_code < 500, body
 
 
+def test_a_band_without_data_falls_back_to_the_whole_segment(api):
+    """Issue 10 item 20: a customer whose band has no data used to get 404."""
+    base, _, _ = api
+    old = {**CUSTOMER, "last_order_ts": "2018-01-01 00:00:00"}  # 165 days: 121-180 has no data
+    # recency_segment over all bands: 3520 x3, 2640 x1, 4400 x1
+    assert ask(base, old).json() == {
+        "voucher_amount": 3520,
+        "band": "121-180",
+        "fallback": "segment",
+    }
+    response = ask(base, old, "GET")
+    assert response.json() == {"voucher_amount": 3520}  # the original contract, unchanged
+    assert response.headers["x-voucher-fallback"] == "segment"
+    assert response.headers["x-voucher-band"] == "121-180"
+    assert "x-voucher-fallback" not in ask(base, CUSTOMER, "GET").headers
+
+
+def test_404_only_when_the_segment_has_no_data_at_all(db, tmp_path):
+    spec = {
+        "recency_segment": DEFAULT_SEGMENTS["recency_segment"].model_dump(),
+        "gap_segment": {"field": "total_orders", "bands": ["0-1", "10+"]},
+        "empty_segment": {"field": "total_orders", "bands": ["100+"]},
+    }
+    path = tmp_path / "segments.yaml"
+    path.write_text(json.dumps(spec))
+    rows = [
+        row(orders="0", amount="10"),
+        row(orders="1", amount="10"),
+        row(orders="12", amount="20"),
+    ]
+    run_vouchers(db.engine, write_csv(tmp_path / "v.csv", rows), load_segments(path))
+    app = create_app(db.engine, reference_date=date(2018, 6, 15), poll_s=0.05)
+    with BackgroundServer(app) as server:
+        empty = ask(server.base_url, {**CUSTOMER, "segment_name": "empty_segment"})
+        assert empty.status_code == 404 and "no voucher data in any band" in empty.text
+        # 5 orders: no band holds it, so the segment's most used amount answers
+        gap = ask(server.base_url, {**CUSTOMER, "segment_name": "gap_segment", "total_orders": 5})
+        assert gap.json() == {"voucher_amount": 10, "band": None, "fallback": "segment"}
+
+
 def test_the_api_reloads_when_the_pipeline_publishes(api):
     base, db, tmp_path = api
-    assert ask(base, CUSTOMER).json() == {"voucher_amount": 3520}
+    assert ask(base, CUSTOMER).json()["voucher_amount"] == 3520
     run_vouchers(
         db.engine,
         write_csv(tmp_path / "new.csv", [row(days_since_last=40, amount="999.0")]),
         DEFAULT_SEGMENTS,
     )
     deadline = time.monotonic() + 10
-    while ask(base, CUSTOMER).json() != {"voucher_amount": 999} and time.monotonic() < deadline:
+    while ask(base, CUSTOMER).json()["voucher_amount"] != 999 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert ask(base, CUSTOMER).json() == {"voucher_amount": 999}
+    assert ask(base, CUSTOMER, "GET").json() == {"voucher_amount": 999}
     assert httpx.get(base + "/health").json()["version"] == 2
 
 
@@ -344,8 +384,17 @@ def test_real_2018_data_answers_the_original_example(db):
     assert c.no_voucher_amount == 819 and c.recency_unusable == 3_482
     app = create_app(db.engine, reference_date=date(2018, 6, 15), poll_s=1)
     with BackgroundServer(app) as server:
-        for method in ("POST", "GET"):
-            assert ask(server.base_url, CUSTOMER, method).json() == {"voucher_amount": 2640}
+        assert ask(server.base_url, CUSTOMER, "GET").json() == {"voucher_amount": 2640}
+        assert ask(server.base_url, CUSTOMER).json()["band"] == "30-60"
+    # Today as the reference date: the customer is in band 180+, which has no Peru data; the
+    # segment's most used amount answers (issue 10 item 20), the GET contract unchanged.
+    app = create_app(db.engine, reference_date=date(2026, 11, 23), poll_s=1)
+    with BackgroundServer(app) as server:
+        response = ask(server.base_url, CUSTOMER, "GET")
+        assert response.json() == {"voucher_amount": 2640}
+        assert response.headers["x-voucher-fallback"] == "segment"
+        answer = ask(server.base_url, CUSTOMER).json()
+        assert answer == {"voucher_amount": 2640, "band": "180+", "fallback": "segment"}
     stored = json.loads(db.rows("SELECT summary FROM gf_voucher_runs")[0][0])
     assert stored["clean"]["kept"] == 44_101
 
@@ -381,4 +430,4 @@ def test_hostile_bodies_get_4xx_without_echoes(api):
         base + "/voucher", content=chunks, headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
-    assert ask(base, CUSTOMER).json() == {"voucher_amount": 3520}  # still serving
+    assert ask(base, CUSTOMER, "GET").json() == {"voucher_amount": 3520}  # still serving

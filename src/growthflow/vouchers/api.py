@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Literal
 
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
@@ -52,8 +54,29 @@ class Customer(BaseModel):
         return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-class VoucherAnswer(BaseModel):
+class VoucherAmount(BaseModel):
+    """The original contract's answer (GET /voucher_amount)."""
+
     voucher_amount: int | float
+
+
+class VoucherAnswer(VoucherAmount):
+    """POST /voucher: the amount, the customer's band and where the amount comes from."""
+
+    band: str | None = Field(
+        description="The customer's band in the segment; null when no band holds the value."
+    )
+    fallback: Literal["segment"] | None = Field(
+        description="null: the band's most used amount. 'segment': the band has no data, so "
+        "this is the most used amount over all bands of the segment."
+    )
+
+
+@dataclass(frozen=True)
+class Choice:
+    amount: float
+    band: str | None
+    fallback: Literal["segment"] | None
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,7 @@ class Published:
     country: str
     segments: dict[str, Segment]
     winners: dict[tuple[str, str], float]  # (segment_name, band label) -> amount
+    segment_winners: dict[str, float]  # segment_name -> amount, counted over all its bands
 
 
 def current_version(engine: sa.Engine) -> int | None:
@@ -94,23 +118,32 @@ def load_published(engine: sa.Engine) -> Published | None:
                 voucher_segments.c.voucher_count,
             )
         ).all()
-    best: dict[tuple[str, str], tuple[int, float]] = {}
+    per_band: dict[tuple[str, str], Counter[float]] = defaultdict(Counter)
+    per_segment: dict[str, Counter[float]] = defaultdict(Counter)
     for name, band, amount, count in rows:
-        key = (name, band)
-        # The highest count wins; ties go to the smaller amount.
-        if key not in best or (count, -amount) > (best[key][0], -best[key][1]):
-            best[key] = (count, amount)
+        per_band[name, band][amount] += count
+        per_segment[name][amount] += count
     segments = {n: Segment.model_validate(s) for n, s in json.loads(latest.segments).items()}
     return Published(
         version=latest.version,
         country=latest.country,
         segments=segments,
-        winners={key: amount for key, (_count, amount) in best.items()},
+        winners={key: _most_used(counts) for key, counts in per_band.items()},
+        segment_winners={name: _most_used(counts) for name, counts in per_segment.items()},
     )
 
 
-def choose_voucher(published: Published, customer: Customer, today: date) -> float:
-    """The winning amount for the customer, or HTTPException 404/422 with a clear message."""
+def _most_used(counts: Counter[float]) -> float:
+    """The highest count wins; ties go to the smaller amount."""
+    return min(counts, key=lambda amount: (-counts[amount], amount))
+
+
+def choose_voucher(published: Published, customer: Customer, today: date) -> Choice:
+    """The winning amount for the customer, or HTTPException 404/422 with a clear message.
+
+    A band without data (or a value no band holds) falls back to the most used amount over
+    the whole segment; 404 only when the segment has no data at all.
+    """
     segment = published.segments.get(customer.segment_name)
     if segment is None:
         raise HTTPException(
@@ -133,12 +166,14 @@ def choose_voucher(published: Published, customer: Customer, today: date) -> flo
     else:
         value = (today - customer.last_order_ts.date()).days
     band = segment.band_of(value)
-    if band is None:
-        raise HTTPException(404, f"{customer.segment_name}: no band holds {value}")
-    amount = published.winners.get((customer.segment_name, band.label))
+    label = band.label if band else None
+    amount = published.winners.get((customer.segment_name, label)) if label else None
+    if amount is not None:
+        return Choice(amount, label, None)
+    amount = published.segment_winners.get(customer.segment_name)
     if amount is None:
-        raise HTTPException(404, f"{customer.segment_name} band {band.label}: no voucher data")
-    return amount
+        raise HTTPException(404, f"{customer.segment_name}: no voucher data in any band")
+    return Choice(amount, label, "segment")
 
 
 def create_app(
@@ -211,17 +246,28 @@ def create_app(
         published = state["published"]
         if published is None:
             raise HTTPException(503, "no voucher segments published yet: run the pipeline")
-        amount = choose_voucher(published, customer, today())
-        return VoucherAnswer(voucher_amount=int(amount) if amount.is_integer() else amount)
+        choice = choose_voucher(published, customer, today())
+        amount = choice.amount
+        return VoucherAnswer(
+            voucher_amount=int(amount) if amount.is_integer() else amount,
+            band=choice.band,
+            fallback=choice.fallback,
+        )
 
     @app.post("/voucher", response_model=VoucherAnswer)
     async def voucher(customer: Customer) -> VoucherAnswer:
         return answer(customer)
 
-    @app.get("/voucher_amount", response_model=VoucherAnswer)
-    async def voucher_amount(customer: Customer) -> VoucherAnswer:
-        """The original contract: a GET with the customer as JSON body."""
-        return answer(customer)
+    @app.get("/voucher_amount", response_model=VoucherAmount)
+    async def voucher_amount(customer: Customer, response: Response) -> VoucherAmount:
+        """The original contract: a GET with the customer as JSON body, answered with the
+        amount alone. The band, and a fallback to the whole segment, are in the headers."""
+        full = answer(customer)
+        if full.band is not None:
+            response.headers["X-Voucher-Band"] = full.band
+        if full.fallback is not None:
+            response.headers["X-Voucher-Fallback"] = full.fallback
+        return VoucherAmount(voucher_amount=full.voucher_amount)
 
     @app.get("/health")
     async def health() -> dict:

@@ -31,7 +31,8 @@ _OPEN = re.compile(r"^\s*(\d+)\s*\+\s*$")
 class Band(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    label: str = Field(min_length=1)
+    # Printable ASCII: the GET endpoint sends the band in an HTTP header.
+    label: str = Field(min_length=1, max_length=100, pattern=r"^[\x20-\x7e]+$")
     min: int = Field(ge=0)
     max: int | None = None
 
