@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import date
 
+import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -341,7 +342,6 @@ def test_training_set_export_matches_the_request_format(db, tmp_path):
 
 
 def test_the_local_server_refuses_like_the_real_api():
-    import httpx
 
     session = {
         "conversion_id": "c1",
@@ -389,3 +389,43 @@ def test_the_local_server_refuses_like_the_real_api():
         )
         assert malformed.status_code == 400
         assert httpx.get(server.url.replace("/v1/compute_ihc", "/docs")).status_code == 200
+        # impossible times are 400 with the field named, not 500 (issue 10 item 8)
+        for when in ("2023-09-01 25:61:00", "2023-02-30 10:00:00", "0000-00-00 00:00:00"):
+            wrong = post({"customer_journeys": [{**session, "timestamp": when}]})
+            assert wrong.status_code == 400, (when, wrong.text)
+            assert "timestamp" in wrong.json()["message"]
+        for flag in (True, 1.0, "1"):  # flags are the integers 0 and 1
+            assert post({"customer_journeys": [{**session, "conversion": flag}]}).status_code == 400
+
+
+def test_the_key_is_checked_before_the_body(tmp_path):
+    """Issue 10 item 12: no key and a bad body got 400 with field details, and a huge body
+    was parsed before the 403."""
+    app = create_app(api_key=KEY)
+    with BackgroundServer(app) as server:
+        stats = app.state.stats
+        for key in ({}, {"x-api-key": "nope"}):
+            bad = httpx.post(
+                server.url, content=b"{not json", params={"conv_type_id": "x"}, headers=key
+            )
+            assert bad.status_code == 403 and bad.json() == {
+                "statusCode": 403,
+                "message": "Forbidden",
+            }
+        # 100,000 sessions (2.3 MB) without a key: refused before being read
+        huge = b'{"customer_journeys": [' + b",".join([b'{"conversion_id": "c"}'] * 100_000) + b"]}"
+        started = time.perf_counter()
+        response = httpx.post(server.url, content=huge, params={"conv_type_id": "x"})
+        assert response.status_code == 403
+        assert stats.rejected == {"key": 3} and stats.answered == 0
+        # with the key, an oversized body is 413 in the API's error shape
+        response = httpx.post(
+            server.url, content=huge * 8, params={"conv_type_id": "x"}, headers={"x-api-key": KEY}
+        )
+        assert response.status_code == 413 and response.json()["statusCode"] == 413
+        assert time.perf_counter() - started < 30
+        doc = httpx.get(server.base_url + "/openapi.json").json()
+        operation = doc["paths"]["/v1/compute_ihc"]["post"]
+        (conv_type,) = [p for p in operation["parameters"] if p["name"] == "conv_type_id"]
+        assert conv_type["required"] is True
+        assert operation["security"] and {"400", "403", "413", "429"} <= set(operation["responses"])

@@ -248,7 +248,6 @@ def test_both_endpoints_answer_the_segment_winner(api):
     "change,message",
     [
         ({"segment_name": "spend_segment"}, "unknown segment_name"),
-        ({"country_code": "Chile"}, "no segments for country"),
         ({"total_orders": -1}, "greater than or equal to 0"),
         ({"total_orders": "many"}, "valid integer"),
         ({"last_order_ts": "yesterday"}, "datetime"),
@@ -264,6 +263,11 @@ def test_validation_errors_are_422_with_a_message(api, change, message):
         response = ask(base, {**CUSTOMER, **change}, method)
         assert response.status_code == 422, response.text
         assert message in response.text
+        # every 422 has the documented shape: a list of {loc, msg, type}
+        (error,) = response.json()["detail"]
+        assert set(error) == {"loc", "msg", "type"} and error["loc"][0] == "body"
+    chile = ask(base, {**CUSTOMER, "country_code": "Chile"})
+    assert chile.status_code == 404 and "no segments for country" in chile.text
 
 
 def test_missing_field_malformed_json_empty_band_and_no_500(api):
@@ -414,10 +418,12 @@ def test_hostile_bodies_get_4xx_without_echoes(api):
             )
             assert response.status_code == 422, (value, response.text)
             assert isinstance(response.json()["detail"], list)
-    for coerced in (True, "7", 7.0):
+    for coerced in (True, "7", 7.5, None, [7]):
         response = ask(base, {**CUSTOMER, "total_orders": coerced})
         assert response.status_code == 422, coerced
         assert ask(base, {**CUSTOMER, "customer_id": coerced}).status_code == 422, coerced
+    # JSON Schema's integer: 15.0 is the integer 15
+    assert ask(base, {**CUSTOMER, "total_orders": 15.0, "customer_id": 123.0}).status_code == 200
     big_field = {**CUSTOMER, "segment_name": "x" * 1_000_000}
     response = ask(base, big_field)
     assert response.status_code == 413 and len(response.content) < 1000
@@ -430,4 +436,15 @@ def test_hostile_bodies_get_4xx_without_echoes(api):
         base + "/voucher", content=chunks, headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
+    # bodies FastAPI cannot parse are 422 like malformed JSON (issue 10 item 12), not 400
+    for unparsable in (
+        b'{"customer_id": "\xff\xfe"}',  # not UTF-8
+        b"[" * 5_000 + b"]" * 5_000,  # nested too deep
+        b'{"customer_id": ' + b"9" * 5_000 + b"}",  # more digits than Python parses
+    ):
+        response = httpx.post(
+            base + "/voucher", content=unparsable, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, (unparsable[:20], response.text)
+        assert response.json()["detail"][0]["type"] == "json_invalid"
     assert ask(base, CUSTOMER, "GET").json() == {"voucher_amount": 3520}  # still serving

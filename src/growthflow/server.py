@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
@@ -47,11 +48,14 @@ class BackgroundServer:
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` is answered 413 before it is read
     whole (by its Content-Length, or while a chunked body streams in), so a huge body costs
-    neither memory nor the other requests' time."""
+    neither memory nor the other requests' time. ``shape`` makes the answer's JSON from its
+    message (an API with its own error shape); a body cut off while streaming is answered by
+    the app's own HTTPException handler."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, shape: Callable[[str], dict] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.shape = shape or (lambda message: {"detail": message})
 
     def _refusal(self) -> str:
         return f"request body larger than {self.max_bytes:,} bytes"
@@ -61,7 +65,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": self._refusal()}, status_code=413)
+            response = JSONResponse(self.shape(self._refusal()), status_code=413)
             return await response(scope, receive, send)
         received = 0
 

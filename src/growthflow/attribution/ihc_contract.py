@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from growthflow.attribution.models import JourneyBatch
 
@@ -22,6 +23,14 @@ DEFAULT_API_URL = "https://api.ihc-attribution.com/v1/compute_ihc"
 MAX_JOURNEYS = 100
 MAX_SESSIONS = 3000
 MAX_SESSIONS_PER_JOURNEY = 100
+# As tight as a pattern can be; the calendar (no 2023-02-30) is checked when parsed.
+TIMESTAMP_PATTERN = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r" ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
+)
+
+
+Flag = Annotated[StrictInt, Field(ge=0, le=1)]  # 0 or 1; true, 1.0 and "1" are not flags
 
 
 class SessionIn(BaseModel):
@@ -29,18 +38,27 @@ class SessionIn(BaseModel):
 
     conversion_id: str = Field(min_length=1)
     session_id: str = Field(min_length=1)
-    timestamp: str = Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+    timestamp: str = Field(pattern=TIMESTAMP_PATTERN, examples=["2023-09-01 10:00:00"])
     channel_label: str = Field(min_length=1)
-    holder_engagement: Literal[0, 1]
-    closer_engagement: Literal[0, 1]
-    conversion: Literal[0, 1]
-    impression_interaction: Literal[0, 1]
+    holder_engagement: Flag
+    closer_engagement: Flag
+    conversion: Flag
+    impression_interaction: Flag
+
+    @field_validator("timestamp")
+    @classmethod
+    def _a_real_time(cls, value: str) -> str:
+        try:
+            datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date and time (YYYY-MM-DD HH:MM:SS)") from None
+        return value
 
 
 class ComputeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_journeys: list[SessionIn] = Field(min_length=1)
+    customer_journeys: list[SessionIn] = Field(min_length=1, max_length=MAX_SESSIONS)
     redistribution_parameter: dict[str, Any] | None = None
 
 
@@ -51,6 +69,13 @@ class SessionOut(BaseModel):
     holder: float
     closer: float
     ihc: float
+
+
+class ApiError(BaseModel):
+    """Every error the API answers: 400 bad request, 403 wrong key, 413, 429, 500."""
+
+    statusCode: StrictInt  # noqa: N815 (the API's field name)
+    message: str
 
 
 class ComputeResponse(BaseModel):

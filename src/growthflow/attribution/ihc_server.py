@@ -1,9 +1,9 @@
 """A local server speaking the IHC API's contract, for offline development and real-HTTP tests.
 
 It enforces the key, the request schema and the limits like the real API (400 for a bad or
-oversized request, 403 for a wrong key), computes values with growthflow's local ``ihc``
-model rounded to 4 decimals, and can inject faults: 500, 429 with ``Retry-After``, slow
-answers, truncated bodies and 206 partial failures.
+oversized request, 403 for a wrong key, checked before the body is read), computes values
+with growthflow's local ``ihc`` model rounded to 4 decimals, and can inject faults: 500, 429
+with ``Retry-After``, slow answers, truncated bodies and 206 partial failures.
 
     growthflow ihc-server --port 8765 --api-key secret --fault-rate 0.2
 """
@@ -20,21 +20,27 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from growthflow.attribution.ihc_contract import (
     MAX_JOURNEYS,
     MAX_SESSIONS,
     MAX_SESSIONS_PER_JOURNEY,
+    ApiError,
     ComputeRequest,
     ComputeResponse,
 )
 from growthflow.attribution.models import JourneyBatch, ModelParams, ihc_model, load_params
 from growthflow.errors import describe_errors
+from growthflow.server import BodyLimit
 
 FAULTS = ("500", "429", "slow", "truncated", "partial")
+MAX_BODY_BYTES = 16 * 1024 * 1024  # 3,000 sessions with long ids and labels fit easily
+API_KEY_HEADER = "x-api-key"
 
 
 @dataclass
@@ -51,8 +57,33 @@ class ServerStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"statusCode": status, "message": message})
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"statusCode": status, "message": message}, headers=headers
+    )
+
+
+def _key_matches(given: str | None, expected: str) -> bool:
+    return bool(given) and secrets.compare_digest(given.encode(), expected.encode())
+
+
+class KeyGate:
+    """ASGI middleware: with a key configured, a request to the compute endpoint without the
+    right ``x-api-key`` is answered 403 before its body is read (a huge or malformed body from
+    someone without a key costs nothing and tells them nothing)."""
+
+    def __init__(self, app, api_key: str | None, path: str, stats: ServerStats):
+        self.app, self.api_key, self.path, self.stats = app, api_key, path, stats
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.api_key is not None and scope["path"] == self.path:
+            given = dict(scope["headers"]).get(API_KEY_HEADER.encode(), b"")
+            if not _key_matches(given.decode("latin-1"), self.api_key):
+                with self.stats.lock:
+                    self.stats.requests += 1
+                    self.stats.rejected["key"] += 1
+                return await _error(403, "Forbidden")(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 def _batch_from_request(request: ComputeRequest) -> JourneyBatch:
@@ -108,6 +139,16 @@ def create_app(
         "ihc model. For development and tests; not the commercial service.",
     )
     app.state.stats = stats
+    path = "/v1/compute_ihc"
+    # The key is checked first, then the body's size, then its content.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_BODY_BYTES,
+        shape=lambda message: {"statusCode": 413, "message": message},
+    )
+    app.add_middleware(KeyGate, api_key=api_key, path=path, stats=stats)
+    # Declared so the OpenAPI document says a key is needed; KeyGate does the checking.
+    key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -115,26 +156,38 @@ def create_app(
             stats.rejected["schema"] += 1
         return _error(400, f"invalid request: {describe_errors(list(exc.errors()), limit=5)}")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unparsable bodies (400), oversized ones (413), unknown paths: the API's error shape.
+        status = exc.status_code
+        message = exc.detail if status != 400 else "invalid request: the body is not JSON"
+        return _error(status, str(message), getattr(exc, "headers", None))
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.post("/v1/compute_ihc", response_model=ComputeResponse)
-    async def compute_ihc(
-        body: ComputeRequest,
-        conv_type_id: Annotated[str | None, Query()] = None,
-        x_api_key: Annotated[str | None, Header(alias="x-api-key")] = None,
-    ):
+    errors = {
+        status: {"model": ApiError, "description": what}
+        for status, what in (
+            (400, "Invalid or too large request (schema, limits, timestamps)"),
+            (403, "Missing or wrong x-api-key"),
+            (413, f"Body over {MAX_BODY_BYTES:,} bytes"),
+            (429, "Too many requests (with Retry-After)"),
+            (500, "Server error"),
+        )
+    }
+    errors[206] = {"model": ComputeResponse, "description": "Some journeys failed"}
+
+    @app.post(
+        path,
+        response_model=ComputeResponse,
+        responses=errors,
+        dependencies=[Security(key_header)] if api_key is not None else [],
+    )
+    async def compute_ihc(body: ComputeRequest, conv_type_id: Annotated[str, Query(min_length=1)]):
         with stats.lock:
             stats.requests += 1
-        if api_key is not None and not (
-            x_api_key and secrets.compare_digest(x_api_key.encode(), api_key.encode())
-        ):
-            with stats.lock:
-                stats.rejected["key"] += 1
-            return _error(403, "Forbidden")
-        if not conv_type_id:
-            return _error(400, "conv_type_id is required")
         if latency_s:
             await asyncio.sleep(latency_s)
         batch = _batch_from_request(body)

@@ -19,13 +19,16 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from growthflow.database import read_only
 from growthflow.server import BodyLimit
@@ -37,15 +40,27 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # a customer is well under 1 KB
 
 
+def _integer(value: object) -> object:
+    """JSON Schema's integer: 7 and 7.0 are integers; true, "7" and 7.5 are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integer)]
+
+
 class Customer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    # Strict: true, 7.0 or "7" are not integers; names are short.
-    customer_id: StrictInt
+    # Strict: true or "7" is not an integer; names are short.
+    customer_id: Integer
     country_code: StrictStr = Field(min_length=1, max_length=100)
     last_order_ts: datetime
     first_order_ts: datetime
-    total_orders: StrictInt = Field(ge=0)
+    total_orders: Integer = Field(ge=0)
     segment_name: StrictStr = Field(min_length=1, max_length=100)
 
     @field_validator("last_order_ts", "first_order_ts")
@@ -70,6 +85,36 @@ class VoucherAnswer(VoucherAmount):
         description="null: the band's most used amount. 'segment': the band has no data, so "
         "this is the most used amount over all bands of the segment."
     )
+
+
+class Problem(BaseModel):
+    """The body of a 404, 413 or 503."""
+
+    detail: str
+
+
+def _unprocessable(field: str | None, message: str, kind: str) -> RequestValidationError:
+    """A 422 for a rule the schema cannot state, shaped like every other 422."""
+    loc = ("body", field) if field else ("body",)
+    return RequestValidationError([{"loc": loc, "msg": message, "type": kind}])
+
+
+class JsonBodyRoute(APIRoute):
+    """A body FastAPI cannot parse (not UTF-8, nested too deep, a 5,000-digit number) is a
+    422 like malformed JSON, not FastAPI's bare 400."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request):
+            try:
+                return await handler(request)
+            except StarletteHTTPException as exc:  # what FastAPI raises for an unparsable body
+                if exc.status_code != 400:  # growthflow itself never answers 400
+                    raise
+                raise _unprocessable(None, "the body is not valid JSON", "json_invalid") from None
+
+        return route
 
 
 @dataclass(frozen=True)
@@ -145,22 +190,26 @@ def choose_voucher(published: Published, customer: Customer, today: date) -> Cho
     the whole segment; 404 only when the segment has no data at all.
     """
     segment = published.segments.get(customer.segment_name)
-    if segment is None:
-        raise HTTPException(
-            422,
-            f"unknown segment_name {customer.segment_name!r}; "
-            f"expected one of: {', '.join(sorted(published.segments))}",
+    if segment is None:  # the OpenAPI document lists the published names as an enum
+        raise _unprocessable(
+            "segment_name",
+            f"unknown segment_name; expected one of: {', '.join(sorted(published.segments))}",
+            "enum",
         )
     if customer.country_code.strip().lower() != published.country.strip().lower():
         raise HTTPException(
-            422,
-            f"no segments for country {customer.country_code!r}; "
+            404,
+            f"no segments for country {customer.country_code[:100]!r}; "
             f"the pipeline was run for {published.country!r}",
         )
     if customer.last_order_ts.date() > today:
-        raise HTTPException(422, f"last_order_ts is after the reference date {today}")
+        raise _unprocessable(
+            "last_order_ts", f"last_order_ts is after the reference date {today}", "date_order"
+        )
     if customer.last_order_ts < customer.first_order_ts:
-        raise HTTPException(422, "last_order_ts is before first_order_ts")
+        raise _unprocessable(
+            "last_order_ts", "last_order_ts is before first_order_ts", "date_order"
+        )
     if segment.field == "total_orders":
         value = customer.total_orders
     else:
@@ -230,8 +279,33 @@ def create_app(
         description="The most used voucher amount in a customer's segment.",
         lifespan=lifespan,
     )
+    app.router.route_class = JsonBodyRoute
     app.state.vouchers = state
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    openapi_cache: dict[int | None, dict] = {}
+
+    def openapi() -> dict:
+        """The document of the version being served: ``segment_name`` is an enum of its
+        segments (rebuilt when a new version is published)."""
+        published = state["published"]
+        version = published.version if published else None
+        if version not in openapi_cache:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            if published is not None:
+                field = doc["components"]["schemas"]["Customer"]["properties"]["segment_name"]
+                field["enum"] = sorted(published.segments)
+            openapi_cache.clear()
+            openapi_cache[version] = doc
+        return openapi_cache[version]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    problems = {
+        404: {"model": Problem, "description": "No data for this country or segment"},
+        413: {"model": Problem, "description": f"Body over {MAX_BODY_BYTES:,} bytes"},
+        503: {"model": Problem, "description": "Nothing published yet"},
+    }
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -254,11 +328,11 @@ def create_app(
             fallback=choice.fallback,
         )
 
-    @app.post("/voucher", response_model=VoucherAnswer)
+    @app.post("/voucher", response_model=VoucherAnswer, responses=problems)
     async def voucher(customer: Customer) -> VoucherAnswer:
         return answer(customer)
 
-    @app.get("/voucher_amount", response_model=VoucherAmount)
+    @app.get("/voucher_amount", response_model=VoucherAmount, responses=problems)
     async def voucher_amount(customer: Customer, response: Response) -> VoucherAmount:
         """The original contract: a GET with the customer as JSON body, answered with the
         amount alone. The band, and a fallback to the whole segment, are in the headers."""
