@@ -163,6 +163,39 @@ def test_help_lists_the_commands():
         assert command in r.stdout
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ({"--start": "2023-02-30"}, "'2023-02-30' is not a date: day is out of range for month"),
+        ({"--start": "2023-9-1"}, "'2023-9-1' is not a date: expected YYYY-MM-DD"),
+        ({"--db": ""}, "--db is empty"),
+    ],
+)
+def test_small_cli_mistakes_get_a_precise_line(tmp_path, args, message):
+    """Issue 10 item 19: the message names the invalid day; an empty --db is not the default."""
+    options = {"--start": "2023-09-01", "--end": "2023-09-02", **args}
+    r = cli("attribution", "run", *[x for kv in options.items() for x in kv], cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "formats" not in r.stderr
+    assert "Traceback" not in r.stderr and "╭" not in r.stderr  # plain when not a terminal
+    assert not (tmp_path / "data").exists()  # the default database was not created
+
+
+def test_piped_help_is_not_cut_at_80_columns():
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    r = subprocess.run(
+        [sys.executable, "-m", "growthflow", "attribution", "run", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0
+    words = " ".join(r.stdout.split())
+    assert "postgresql+psycopg://user@host/db). Default: GROWTHFLOW_DATABASE_URL." in words
+    assert "…" not in r.stdout and "╭" not in r.stdout
+
+
 def test_readme_demo_command_is_the_makefile_target():
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     readme = (Path(__file__).parents[1] / "README.md").read_text()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
-import typer
+if not sys.stdout.isatty():
+    # Help and usage errors read through a pipe or in a log are plain, wrapped text (rich
+    # would box them and crop them at 80 columns). Typer reads this when it is imported.
+    os.environ.setdefault("TYPER_USE_RICH", "0")
+
+import typer  # noqa: E402
 
 from growthflow.attribution.cli import app as attribution_app
 from growthflow.commissions.cli import app as commissions_app

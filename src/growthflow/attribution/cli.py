@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,22 @@ SchemaOption = Annotated[
         "--schema", help="PostgreSQL schema for the tables. Default: GROWTHFLOW_DB_SCHEMA."
     ),
 ]
-DateOption = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])]
+
+
+def parse_date(value: str | date) -> date:
+    """A calendar day, YYYY-MM-DD; the message says what is wrong with it."""
+    if isinstance(value, date):
+        return value
+    text = value.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise typer.BadParameter(f"{value!r} is not a date: expected YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:  # e.g. "day is out of range for month"
+        raise typer.BadParameter(f"{value!r} is not a date: {exc}") from None
+
+
+DateOption = Annotated[date, typer.Option(parser=parse_date, metavar="YYYY-MM-DD")]
 
 
 def _engine(db: str | None, schema: str | None, *, create: bool = False):
@@ -36,6 +52,11 @@ def _engine(db: str | None, schema: str | None, *, create: bool = False):
     from growthflow.database import create_engine
     from growthflow.settings import load_settings
 
+    if db is not None and not db.strip():
+        raise ConfigError(
+            "--db is empty: pass a database URL, or leave --db out to use "
+            "GROWTHFLOW_DATABASE_URL"
+        )
     settings = load_settings()
     setup_logging(settings.log_level)
     return create_engine(
@@ -149,8 +170,8 @@ def run(
 
     t0 = time.perf_counter()
     config = RunConfig.build(
-        start=start.date(),
-        end=end.date(),
+        start=start,
+        end=end,
         model=model,
         params_path=params,
         max_journeys=max_journeys,
@@ -237,8 +258,8 @@ def export_training_set(
     engine = _engine(db, schema)
     journeys, sessions = export(
         engine,
-        start.date(),
-        end.date(),
+        start,
+        end,
         out,
         max_journey_sessions=max_journey_sessions,
         lookback_days=lookback_days,
