@@ -144,6 +144,29 @@ def test_request_over_the_servers_limit_fails_fast_with_the_apis_message(demo_db
     assert app.state.stats.requests >= 1
 
 
+def test_a_closed_port_stops_the_run_at_once(demo_db):
+    """Issue 10 item 16: a closed --api-url port was retried for 94 s, 6 times per journey."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://user:pw-in-url@127.0.0.1:{port}/v1/compute_ihc?token=q-secret"
+    t0 = time.perf_counter()
+    with pytest.raises(IhcApiError, match="cannot reach the IHC API") as caught:
+        run_attribution(
+            demo_db.engine,
+            run_config(max_journeys=10, max_sessions=200),
+            api=api_config(url, backoff_s=0.05, max_backoff_s=1.0, concurrency=4),
+        )
+    elapsed = time.perf_counter() - t0
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}/v1/compute_ihc" in message and "8 connection attempts" in message
+    assert "pw-in-url" not in message and "q-secret" not in message
+    assert elapsed < 10, elapsed  # the first journeys' retries alone would be 8 x 6 requests
+    assert demo_db.rows("SELECT status FROM gf_runs") == [("failed",)]
+
+
 def test_retry_after_is_honoured(demo_db):
     app = create_app(api_key=KEY, fault_rate=1.0, faults=("429",), retry_after_s=0.3)
     with BackgroundServer(app) as server:

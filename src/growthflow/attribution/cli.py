@@ -54,8 +54,7 @@ def _engine(db: str | None, schema: str | None, *, create: bool = False):
 
     if db is not None and not db.strip():
         raise ConfigError(
-            "--db is empty: pass a database URL, or leave --db out to use "
-            "GROWTHFLOW_DATABASE_URL"
+            "--db is empty: pass a database URL, or leave --db out to use GROWTHFLOW_DATABASE_URL"
         )
     settings = load_settings()
     setup_logging(settings.log_level)

@@ -5,7 +5,9 @@ network without wasting the account's quota.
   that many batches in memory).
 - 429 (honouring ``Retry-After``), 500/502/503/504, timeouts, connection errors and malformed
   or truncated bodies are retried with exponential backoff and full jitter. 400 and 403 stop
-  the run with one clear message.
+  the run with one clear message, and so does a circuit breaker when ``unreachable_after``
+  attempts in a row (over all concurrent requests) could not even connect: a wrong URL or a
+  closed port fails in about a second, not after every journey's retries.
 - Every journey of a response is checked (same sessions as sent, values in [0, 1], ihc summing
   to 1 within 1e-3, then normalised). A journey failing a check or listed in
   ``partialFailureErrors`` is sent again in a later request; after ``journey_attempts`` it is
@@ -71,6 +73,9 @@ class IhcApiConfig(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=64)
     timeout_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, description="tries per request")
+    unreachable_after: int = Field(
+        default=8, ge=1, description="connection failures in a row that stop the run"
+    )
     journey_attempts: int = Field(default=3, ge=1, description="requests per journey")
     backoff_s: float = Field(default=0.5, ge=0)
     max_backoff_s: float = Field(default=30.0, ge=0)
@@ -154,13 +159,36 @@ def _api_message(response: httpx.Response) -> str:
     return " ".join(text.split())[:500] or response.reason_phrase
 
 
+def _where(url: str) -> str:
+    """The API's address without any credentials in it, for messages."""
+    try:
+        return str(httpx.URL(url).copy_with(username=None, password=None, query=None))
+    except (httpx.InvalidURL, TypeError):
+        return "the configured --api-url"
+
+
 class IhcClient:
-    """Sends one request with retries; knows nothing about the database."""
+    """Sends one request with retries; knows nothing about the database.
+
+    All concurrent requests share one circuit breaker: ``unreachable_after`` connection
+    failures in a row, with no HTTP answer in between, stop the run with one message.
+    """
 
     def __init__(self, http: httpx.AsyncClient, config: IhcApiConfig, stats: ApiStats):
         self.http = http
         self.config = config
         self.stats = stats
+        self.connect_failures = 0  # in a row, over all requests; any HTTP answer resets it
+
+    def _cannot_connect(self, reason: str) -> None:
+        self.connect_failures += 1
+        if self.connect_failures >= self.config.unreachable_after:
+            raise IhcApiError(
+                f"cannot reach the IHC API at {_where(self.config.api_url)}: "
+                f"{self.connect_failures} connection attempts in a row failed ({reason}); "
+                "check --api-url / GROWTHFLOW_IHC_API_URL and the network. Journeys stored "
+                "so far are kept; a rerun sends only the rest"
+            )
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (attempt - 1))
@@ -180,11 +208,15 @@ class IhcClient:
                 response = await self.http.post(
                     self.config.api_url, params=params, json=body, headers=headers
                 )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                reason = f"cannot connect ({type(exc).__name__})"
+                self._cannot_connect(reason)
             except httpx.TimeoutException:
                 reason = "timed out"
             except httpx.TransportError as exc:
                 reason = f"connection error ({type(exc).__name__})"
             else:
+                self.connect_failures = 0
                 status = response.status_code
                 if status == 403:
                     raise IhcApiError(
