@@ -230,6 +230,22 @@ def test_numbers_written_as_text_give_the_figures_of_a_typed_database(db, seed):
     assert _figures(db, db.run("2023-09-01", "2023-09-30")) == typed
 
 
+def test_a_negative_cost_is_a_counted_bad_row_not_a_refund(db):
+    """Issue 10 item 18: -20 was summed into channel_reporting without being counted."""
+    db.load(
+        sessions=[
+            session("s1", "u", "2023-09-01", "10:00:00"),
+            session("s2", "u", "2023-09-01", "11:00:00"),
+            session("s3", "u", "2023-09-01", "12:00:00"),
+        ],
+        conversions=[conversion("c1", "u", "2023-09-02", "10:00:00", 10.0)],
+        costs=[("s1", 5.0), ("s2", -20.0), ("s3", 0.0)],
+    )
+    counts = skipped(db.run("2023-09-01", "2023-09-30"))
+    assert counts[("session_costs", "cost negative or not a number")] == 1
+    assert db.rows("SELECT cost FROM channel_reporting WHERE date = '2023-09-01'") == [(5.0,)]
+
+
 def test_text_that_is_not_a_number_is_a_bad_row(db):
     _load_text_tables(
         db,
@@ -252,7 +268,7 @@ def test_text_that_is_not_a_number_is_a_bad_row(db):
     counts = skipped(summary)
     assert counts[("conversions", "revenue missing, negative or not a number")] == 3
     assert counts[("session_sources", "engagement flag not 0/1")] == 1
-    assert counts[("session_costs", "cost not a number")] == 1
+    assert counts[("session_costs", "cost negative or not a number")] == 1
     assert summary.conversions == 1
     assert sorted(db.attribution()) == [("c1", "s1"), ("c1", "s3")]
     [(cost, revenue)] = db.rows("SELECT SUM(cost), SUM(ihc_revenue) FROM channel_reporting")

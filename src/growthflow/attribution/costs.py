@@ -100,12 +100,16 @@ _KEY_FILTERS = {
 Group = tuple[object, object]
 
 
-def _usable_cost(cost: str = number("k.cost", "sqlite"), also: str = "") -> str:
-    # Costs that are not finite numbers count as 0 (quality.check_costs counts them); `cost`
-    # reads k.cost as a number (numbers written as text too).
+def _usable_cost(
+    cost: str = number("k.cost", "sqlite"), also: str = "", dialect: str = "sqlite"
+) -> str:
+    # Costs that are negative or not finite numbers count as 0 (quality.check_costs counts
+    # them as bad rows); `cost` reads k.cost as a number (numbers written as text too).
+    # SQLite's max() is NULL when its argument is; GREATEST ignores a NULL, 0 instead.
+    usable = f"max({cost}, 0)" if dialect == "sqlite" else f"GREATEST({cost}, 0)"
     if not also:
-        return cost
-    return f"CASE WHEN {also} THEN {cost} END"
+        return usable
+    return f"CASE WHEN {also} THEN {usable} END"
 
 
 @cache
@@ -121,7 +125,7 @@ def _single_statement(rules: InputRules) -> sa.TextClause:
     cost_join = "k.session_id = s.session_id"
     if rules.costs_dedupe:  # a keyless cost table: duplicated session_ids count as 0
         cost_join += " AND " + dict(rules.costs("k").rules)["duplicate session_id"]
-    cost = _usable_cost(rules.number("session_costs", "k", "cost"), also)
+    cost = _usable_cost(rules.number("session_costs", "k", "cost"), also, rules.dialect)
     cost_sum = f"TOTAL({cost})" if sqlite else f"COALESCE({exact_sum(cost, rules.dialect)}, 0)"
     source = _SESSIONS if sqlite else "session_sources s"
     costs = _COSTS if sqlite else "session_costs k"

@@ -120,7 +120,8 @@ def _cost_rules(dialect: str, dedupe: bool, alias: str, kinds: Kinds) -> TableRu
     cost = _number(kinds, dialect, "session_costs", k, "cost")
     rules = [
         ("missing session_id", f"({k}.session_id IS NOT NULL)"),
-        ("cost not a number", f"({k}.cost IS NULL OR {cost} IS NOT NULL)"),
+        # A session's cost is spend: a negative one is an error in the data, not a refund
+        ("cost negative or not a number", f"({k}.cost IS NULL OR {cost} >= 0)"),
     ]
     if dedupe:
         rules.append(_duplicate_rule("session_costs", "session_id", k))
