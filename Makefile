@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_DB ?= sqlite:///data/demo.db
 
-.PHONY: demo test bench lint clean airflow airflow-trigger
+.PHONY: demo test bench lint clean airflow airflow-trigger airflow-dags-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ airflow: $(VENV)/.installed-dev
 airflow-trigger: $(VENV)/.installed-dev
 	$(AIRFLOW_ENV) $(BIN)/airflow dags trigger growthflow_attribution \
 		-c '{"start": "2023-09-01", "end": "2023-09-07", "csv_path": "$(CURDIR)/out/airflow_channel_reporting.csv"}'
+
+# One run of the DAG inside this process (airflow dags test), its metadata DB and logs under
+# .airflow/ like everything Airflow writes here.
+airflow-dags-test: $(VENV)/.installed-dev
+	@test -f data/demo.db || $(BIN)/growthflow attribution demo-data --db $(DEMO_DB)
+	@mkdir -p .airflow
+	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > .airflow/migrate.log 2>&1 || (cat .airflow/migrate.log; exit 1)
+	$(AIRFLOW_ENV) $(BIN)/airflow dags test growthflow_attribution \
+		-c '{"start": "2023-09-01", "end": "2023-09-07", "model": "linear"}'
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -5,6 +5,7 @@ subprocesses, never in the test process."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +25,9 @@ from growthflow.server import BackgroundServer
 
 from conftest import SHARED
 
-pytest.importorskip("airflow", reason="Airflow is installed with growthflow[airflow]")
+# Only looked up, not imported: importing Airflow here would create ~/airflow (issue 10 item 15).
+if importlib.util.find_spec("airflow") is None:
+    pytest.skip("Airflow is installed with growthflow[airflow]", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -448,3 +451,28 @@ def test_commissions_dag_on_the_sample_files_equals_the_cli(airflow_env, tmp_pat
     cli_gold = _cli_gold(tmp_path / "cli.db", tmp_path / "cli" / "landing", tmp_path / "cli" / "a")
     assert gold == cli_gold and len(gold["scraper_daily_amounts"]) > 0
     assert not list((tmp_path / "dag" / "landing").rglob("*.csv"))
+
+
+def test_the_suite_writes_nothing_to_the_home_directory(tmp_path):
+    """Issue 10 item 15: importing Airflow in the test process created ~/airflow/logs."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", str(Path(__file__))],
+        env={**env, "HOME": str(home)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert not (home / "airflow").exists()
+
+
+def test_the_readme_airflow_commands_are_makefile_targets():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("airflow", "airflow-trigger", "airflow-dags-test"):
+        assert f"make {target} " in readme and f"\n{target}: " in makefile
+    assert "AIRFLOW_HOME=$(CURDIR)/.airflow" in makefile
