@@ -21,6 +21,7 @@ conversions, a backfill each day in turn.
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pendulum
@@ -55,6 +56,17 @@ def _api_config():
     )
     mask_secret(config.api_key.get_secret_value())
     return config
+
+
+@contextmanager
+def _working_on(gf_run: str):
+    """The database, with the run's heartbeat going while a task works on it (a run whose
+    tasks all stopped beating for 30 minutes is reclaimed by the next run)."""
+    from growthflow.attribution.runs import heartbeat
+
+    engine = _engine()
+    with heartbeat(engine, gf_run):
+        yield engine
 
 
 def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
@@ -113,6 +125,7 @@ def growthflow_attribution():
         """Create missing tables, validate the settings, and record the run."""
         from growthflow.attribution import schema
         from growthflow.attribution.pipeline import RunConfig, new_run_id, start_run
+        from growthflow.attribution.runs import reclaim_abandoned
 
         context = get_current_context()
         params = context["params"]
@@ -133,6 +146,7 @@ def growthflow_attribution():
         )
         engine = _engine()
         schema.init_db(engine, inputs=False)
+        reclaim_abandoned(engine)  # runs killed on the way: marked, their staging deleted
         gf_run = new_run_id()
         start_run(engine, gf_run, config)
         return gf_run
@@ -145,18 +159,18 @@ def growthflow_attribution():
         from growthflow.attribution.pipeline import load_run_config
         from growthflow.attribution.rules import InputRules
 
-        engine = _engine()
-        config = load_run_config(engine, gf_run)
-        stats = build(
-            engine,
-            gf_run,
-            config.start,
-            config.end,
-            rules=InputRules.for_engine(engine),
-            max_journey_sessions=config.max_journey_sessions,
-            lookback_days=config.lookback_days,
-        )
-        return asdict(stats)
+        with _working_on(gf_run) as engine:
+            config = load_run_config(engine, gf_run)
+            stats = build(
+                engine,
+                gf_run,
+                config.start,
+                config.end,
+                rules=InputRules.for_engine(engine),
+                max_journey_sessions=config.max_journey_sessions,
+                lookback_days=config.lookback_days,
+            )
+            return asdict(stats)
 
     @task
     def plan_batches(gf_run: str, _journeys: dict) -> list[list[int]]:
@@ -164,12 +178,14 @@ def growthflow_attribution():
         from growthflow.attribution.batches import plan_batches as plan
         from growthflow.attribution.pipeline import load_run_config
 
-        engine = _engine()
-        config = load_run_config(engine, gf_run)
-        numbers = plan(
-            engine, gf_run, max_journeys=config.max_journeys, max_sessions=config.max_sessions
-        )
-        return [numbers[i : i + BATCHES_PER_TASK] for i in range(0, len(numbers), BATCHES_PER_TASK)]
+        with _working_on(gf_run) as engine:
+            config = load_run_config(engine, gf_run)
+            numbers = plan(
+                engine, gf_run, max_journeys=config.max_journeys, max_sessions=config.max_sessions
+            )
+            return [
+                numbers[i : i + BATCHES_PER_TASK] for i in range(0, len(numbers), BATCHES_PER_TASK)
+            ]
 
     @task(
         retries=3,
@@ -183,32 +199,32 @@ def growthflow_attribution():
         from growthflow.attribution.pipeline import load_run_config
         from growthflow.attribution.providers import LocalProvider
 
-        engine = _engine()
-        config = load_run_config(engine, gf_run)
-        if config.provider == "ihc-api":
-            from growthflow.attribution.ihc_client import attribute_with_api
+        with _working_on(gf_run) as engine:
+            config = load_run_config(engine, gf_run)
+            if config.provider == "ihc-api":
+                from growthflow.attribution.ihc_client import attribute_with_api
 
-            stats = asyncio.run(
-                attribute_with_api(
-                    engine,
-                    gf_run,
-                    batch_group,
-                    _api_config(),
-                    max_journeys=config.max_journeys,
-                    max_sessions=config.max_sessions,
+                stats = asyncio.run(
+                    attribute_with_api(
+                        engine,
+                        gf_run,
+                        batch_group,
+                        _api_config(),
+                        max_journeys=config.max_journeys,
+                        max_sessions=config.max_sessions,
+                    )
                 )
-            )
-            if stats.failures:  # stored journeys are skipped when the task is retried
-                listed = "; ".join(f"{c}: {r}" for c, r in stats.failures[:10])
-                raise RuntimeError(f"{len(stats.failures)} conversion(s) failed: {listed}")
-            return {
-                "rows": stats.rows_written,
-                "requests": stats.requests,
-                "skipped": stats.journeys_skipped,
-            }
-        provider = LocalProvider(config.model, config.params_path)
-        stats = attribute_batches(engine, gf_run, batch_group, provider)
-        return {"rows": stats.rows_written, "batches": stats.batches}
+                if stats.failures:  # stored journeys are skipped when the task is retried
+                    listed = "; ".join(f"{c}: {r}" for c, r in stats.failures[:10])
+                    raise RuntimeError(f"{len(stats.failures)} conversion(s) failed: {listed}")
+                return {
+                    "rows": stats.rows_written,
+                    "requests": stats.requests,
+                    "skipped": stats.journeys_skipped,
+                }
+            provider = LocalProvider(config.model, config.params_path)
+            stats = attribute_batches(engine, gf_run, batch_group, provider)
+            return {"rows": stats.rows_written, "batches": stats.batches}
 
     @task
     def check_inputs(gf_run: str) -> list[dict]:
@@ -219,13 +235,13 @@ def growthflow_attribution():
         from growthflow.attribution.quality import check_costs, check_inputs, log_skipped
         from growthflow.attribution.rules import InputRules
 
-        engine = _engine()
-        config = load_run_config(engine, gf_run)
-        rules = InputRules.for_engine(engine)
-        skipped = check_inputs(engine, rules, config.start, config.end)
-        skipped += check_costs(engine, rules)
-        log_skipped(skipped)
-        return [asdict(s) for s in skipped]
+        with _working_on(gf_run) as engine:
+            config = load_run_config(engine, gf_run)
+            rules = InputRules.for_engine(engine)
+            skipped = check_inputs(engine, rules, config.start, config.end)
+            skipped += check_costs(engine, rules)
+            log_skipped(skipped)
+            return [asdict(s) for s in skipped]
 
     @task
     def costs(gf_run: str) -> list[dict]:
@@ -237,10 +253,10 @@ def growthflow_attribution():
         from growthflow.attribution.quality import log_skipped
         from growthflow.attribution.rules import InputRules
 
-        engine = _engine()
-        stats = aggregate_costs(engine, gf_run, InputRules.for_engine(engine))
-        log_skipped(stats.skipped)
-        return [asdict(s) for s in stats.skipped]
+        with _working_on(gf_run) as engine:
+            stats = aggregate_costs(engine, gf_run, InputRules.for_engine(engine))
+            log_skipped(stats.skipped)
+            return [asdict(s) for s in stats.skipped]
 
     @task(outlets=[CHANNEL_REPORTING], trigger_rule="none_failed")
     def report(gf_run: str, _attributed, cost_skipped: list[dict]) -> dict:
@@ -250,10 +266,13 @@ def growthflow_attribution():
         from growthflow.attribution.report import rebuild_channel_reporting
         from growthflow.attribution.rules import InputRules
 
-        engine = _engine()
-        report = rebuild_channel_reporting(engine, gf_run, InputRules.for_engine(engine))
-        log_skipped(report.skipped)
-        return {"rows": report.rows, "skipped": cost_skipped + [asdict(s) for s in report.skipped]}
+        with _working_on(gf_run) as engine:
+            report = rebuild_channel_reporting(engine, gf_run, InputRules.for_engine(engine))
+            log_skipped(report.skipped)
+            return {
+                "rows": report.rows,
+                "skipped": cost_skipped + [asdict(s) for s in report.skipped],
+            }
 
     @task(trigger_rule="none_failed")
     def export(gf_run: str, report: dict, journeys: dict, checked: list[dict]) -> dict:
@@ -261,15 +280,19 @@ def growthflow_attribution():
         from growthflow.attribution.pipeline import RunSummary, finish_run
         from growthflow.attribution.quality import SkippedRows
 
-        engine = _engine()
-        csv_path = get_current_context()["params"].get("csv_path")
-        rows = export_csv(engine, csv_path) if csv_path else None
-        skipped = [SkippedRows(**s) for s in checked + report["skipped"]]
-        summary = RunSummary(
-            run_id=gf_run, report_rows=report["rows"], csv_rows=rows, skipped=skipped, **journeys
-        )
-        finish_run(engine, summary, "succeeded")
-        return {"report_rows": report["rows"], "csv_rows": rows, "csv_path": csv_path}
+        with _working_on(gf_run) as engine:
+            csv_path = get_current_context()["params"].get("csv_path")
+            rows = export_csv(engine, csv_path) if csv_path else None
+            skipped = [SkippedRows(**s) for s in checked + report["skipped"]]
+            summary = RunSummary(
+                run_id=gf_run,
+                report_rows=report["rows"],
+                csv_rows=rows,
+                skipped=skipped,
+                **journeys,
+            )
+            finish_run(engine, summary, "succeeded")
+            return {"report_rows": report["rows"], "csv_rows": rows, "csv_path": csv_path}
 
     # The checks and the cost scan read only the input tables: they run beside the journeys.
     gf_run = create_tables()

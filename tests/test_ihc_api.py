@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import numpy as np
@@ -21,8 +21,10 @@ from growthflow.attribution.demo import generate_demo_data
 from growthflow.attribution.ihc_client import IhcApiConfig, IhcApiError, check_response
 from growthflow.attribution.ihc_contract import ComputeRequest, ComputeResponse
 from growthflow.attribution.ihc_server import create_app
-from growthflow.attribution.pipeline import RunConfig, run_attribution
+from growthflow.attribution.pipeline import RunConfig, load_run_config, run_attribution
+from growthflow.attribution.runs import ABANDONED_AFTER_S, reclaim_abandoned
 from growthflow.attribution.training import FIELDS, export_training_set
+from growthflow.errors import ConfigError
 from growthflow.server import BackgroundServer
 
 from conftest import conversion, make_batch, session
@@ -241,6 +243,11 @@ def cli_run(db, url, *extra, env_key=KEY):
     ], env
 
 
+def staging_rows(db, run_id):
+    tables = ("gf_journeys", "gf_journey_sessions", "gf_batches", "gf_run_heartbeats")
+    return sum(db.rows(f"SELECT COUNT(*) FROM {t} WHERE run_id = '{run_id}'")[0][0] for t in tables)
+
+
 def test_killed_run_resends_only_what_is_missing(demo_db, tmp_path):
     db = demo_db
     app = create_app(api_key=KEY, latency_s=0.15)
@@ -261,6 +268,17 @@ def test_killed_run_resends_only_what_is_missing(demo_db, tmp_path):
         stored_after_kill = db.rows("SELECT COUNT(*) FROM gf_attributed_conversions")[0][0]
         computed_before = sum(app.state.stats.computed.values())
         assert 6 <= stored_after_kill
+        # Issue 10 item 10: the killed run stays "running" with its staging rows until a later
+        # run sees that its heartbeat stopped; then it is marked abandoned and cleaned up.
+        [(killed, status)] = db.rows("SELECT run_id, status FROM gf_runs")
+        assert status == "running" and staging_rows(db, killed) > 0
+        assert reclaim_abandoned(db.engine) == []  # it beat moments ago: maybe alive
+        later = datetime.now(UTC) + timedelta(seconds=ABANDONED_AFTER_S + 1)
+        assert reclaim_abandoned(db.engine, now=later) == [killed]
+        assert db.rows("SELECT status FROM gf_runs") == [("abandoned",)]
+        assert staging_rows(db, killed) == 0
+        with pytest.raises(ConfigError, match="marked abandoned"):
+            load_run_config(db.engine, killed)
 
         cmd, env = cli_run(db, server.url, "--max-journeys", "2", "--concurrency", "2")
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

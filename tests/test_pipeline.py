@@ -62,3 +62,49 @@ def test_a_reader_holding_a_snapshot_does_not_break_a_run(db):
         assert summary.rows_written == 3
         reader.rollback()
     assert db.rows("SELECT SUM(ihc) FROM channel_reporting") == [(3.0,)]
+
+
+def test_a_later_run_reclaims_runs_that_stopped_beating_and_spares_live_ones(db):
+    """Issue 10 item 10: after kill -9 a run stayed 'running' forever with its staging rows."""
+    from datetime import UTC, datetime, timedelta
+
+    from growthflow.attribution.batches import plan_batches
+    from growthflow.attribution.journeys import build_journeys
+    from growthflow.attribution.pipeline import start_run
+    from growthflow.attribution.rules import InputRules
+    from growthflow.attribution.runs import heartbeat
+
+    load_three_users(db)
+    run_attribution(db.engine, config())  # creates the tables
+    rules = InputRules.for_engine(db.engine)
+    long_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
+    for run_id in ("dead-before-first-beat", "dead-after-beats", "alive"):
+        start_run(db.engine, run_id, config())
+        build_journeys(db.engine, run_id, date(2023, 9, 1), date(2023, 9, 30), rules=rules)
+        plan_batches(db.engine, run_id, max_journeys=100, max_sessions=3000)
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE gf_runs SET started_at = :t WHERE run_id LIKE 'dead%'"), {"t": long_ago}
+        )
+        conn.execute(
+            sa.text("INSERT INTO gf_run_heartbeats VALUES ('dead-after-beats', :t)"),
+            {"t": long_ago},
+        )
+        conn.execute(
+            sa.text("UPDATE gf_runs SET started_at = :t WHERE run_id = 'alive'"), {"t": long_ago}
+        )
+
+    def staged(run_id):
+        return sum(
+            db.rows(f"SELECT COUNT(*) FROM {t} WHERE run_id = '{run_id}'")[0][0]
+            for t in ("gf_journeys", "gf_journey_sessions", "gf_batches")
+        )
+
+    with heartbeat(db.engine, "alive"):  # started long ago, but beating now
+        run_attribution(db.engine, config())
+    status = dict(db.rows("SELECT run_id, status FROM gf_runs"))
+    assert status["dead-before-first-beat"] == status["dead-after-beats"] == "abandoned"
+    assert staged("dead-before-first-beat") == staged("dead-after-beats") == 0
+    assert status["alive"] == "running" and staged("alive") > 0
+    assert db.rows("SELECT run_id FROM gf_run_heartbeats") == [("alive",)]
+    assert sorted(status.values()).count("succeeded") == 2

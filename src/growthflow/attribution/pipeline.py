@@ -33,6 +33,7 @@ from growthflow.attribution.providers import LocalProvider, Provider
 from growthflow.attribution.quality import SkippedRows, check_costs, check_inputs, log_skipped
 from growthflow.attribution.report import rebuild_channel_reporting
 from growthflow.attribution.rules import InputRules
+from growthflow.attribution.runs import end_heartbeat, heartbeat, reclaim_abandoned
 from growthflow.database import read_only, translate_errors
 from growthflow.errors import ConfigError, describe_errors
 from growthflow.files import check_writable
@@ -133,18 +134,27 @@ def start_run(engine: sa.Engine, run_id: str, config: RunConfig) -> None:
 def load_run_config(engine: sa.Engine, run_id: str) -> RunConfig:
     """The configuration a run was started with (steps running as separate processes, such
     as Airflow tasks, share it through ``gf_runs``)."""
+    runs = schema.runs
     with read_only(engine) as conn:
-        config = conn.execute(
-            sa.select(schema.runs.c.config).where(schema.runs.c.run_id == run_id)
-        ).scalar()
-    if config is None:
+        row = conn.execute(
+            sa.select(runs.c.config, runs.c.status, runs.c.finished_at).where(
+                runs.c.run_id == run_id
+            )
+        ).first()
+    if row is None:
         raise ConfigError(f"no attribution run {run_id!r} in gf_runs")
-    return RunConfig.model_validate_json(config)
+    if row.status == "abandoned":  # its staging rows are gone: going on would lose work
+        raise ConfigError(
+            f"attribution run {run_id} was marked abandoned at {row.finished_at} (it stopped "
+            "beating, and a later run deleted its staging rows): start a new run"
+        )
+    return RunConfig.model_validate_json(row.config)
 
 
 def finish_run(engine: sa.Engine, summary: RunSummary, status: str) -> None:
     with engine.begin() as conn:
         clear_staging(conn, summary.run_id)
+        end_heartbeat(conn, summary.run_id)
         conn.execute(
             sa.update(schema.runs)
             .where(schema.runs.c.run_id == summary.run_id)
@@ -181,40 +191,44 @@ def run_attribution(
     with translate_errors(engine):
         with _timed(summary, "prepare"):
             schema.init_db(engine, inputs=False)
+            reclaim_abandoned(engine)
             rules = InputRules.for_engine(engine)
             start_run(engine, run_id, config)
         status = "failed"
         try:
-            # The whole-table reads (the cost table's check and the cost scan) do not depend
-            # on the journeys, so they run beside them on the other cores, and the main
-            # thread joins the scan when its own steps are done. Leaving this block waits
-            # for them, also after a failure, so nothing is staged after the run cleaned up.
-            started = time.perf_counter()
-            scan = CostScan(engine, rules)
-            background = max(1, default_workers() - 1)
-            with ThreadPoolExecutor(background, thread_name_prefix="gf-scan") as pool:
-                cost_check = pool.submit(check_costs, engine, rules)
-                scanners = [pool.submit(scan.work) for _ in range(background)]
-                try:
-                    _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
-                except BaseException:
-                    scan.cancel()
-                    raise
-                with _timed(summary, "report"):
-                    scan.work()
-                    for scanner in scanners:
-                        scanner.result()
-                    summary.seconds["costs (parallel)"] = round(time.perf_counter() - started, 4)
-                    cost_stats = scan.stage(run_id)
-                    report = rebuild_channel_reporting(engine, run_id, rules)
-                cost_skipped = cost_check.result() + cost_stats.skipped
-            summary.report_rows = report.rows
-            summary.skipped += cost_skipped + report.skipped
-            log_skipped(summary.skipped)
-            if csv_path is not None:
-                with _timed(summary, "export"):
-                    summary.csv_rows = export_csv(engine, csv_path)
-            status = "succeeded"
+            with heartbeat(engine, run_id):  # a killed run is told from a live one
+                # The whole-table reads (the cost table's check and the cost scan) do not depend
+                # on the journeys, so they run beside them on the other cores, and the main
+                # thread joins the scan when its own steps are done. Leaving this block waits
+                # for them, also after a failure, so nothing is staged after the run cleaned up.
+                started = time.perf_counter()
+                scan = CostScan(engine, rules)
+                background = max(1, default_workers() - 1)
+                with ThreadPoolExecutor(background, thread_name_prefix="gf-scan") as pool:
+                    cost_check = pool.submit(check_costs, engine, rules)
+                    scanners = [pool.submit(scan.work) for _ in range(background)]
+                    try:
+                        _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
+                    except BaseException:
+                        scan.cancel()
+                        raise
+                    with _timed(summary, "report"):
+                        scan.work()
+                        for scanner in scanners:
+                            scanner.result()
+                        summary.seconds["costs (parallel)"] = round(
+                            time.perf_counter() - started, 4
+                        )
+                        cost_stats = scan.stage(run_id)
+                        report = rebuild_channel_reporting(engine, run_id, rules)
+                    cost_skipped = cost_check.result() + cost_stats.skipped
+                summary.report_rows = report.rows
+                summary.skipped += cost_skipped + report.skipped
+                log_skipped(summary.skipped)
+                if csv_path is not None:
+                    with _timed(summary, "export"):
+                        summary.csv_rows = export_csv(engine, csv_path)
+                status = "succeeded"
         finally:
             _finish_quietly(engine, summary, status)
     return summary

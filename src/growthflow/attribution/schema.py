@@ -109,6 +109,14 @@ runs = sa.Table(
     sa.Column("config", TEXT, nullable=False),
     sa.Column("summary", TEXT),
 )
+# A run's processes beat here while they work (every 30 s): a run marked running whose beat
+# stopped was killed (kill -9, a lost machine), and the next run reclaims it.
+run_heartbeats = sa.Table(
+    "gf_run_heartbeats",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("beat_at", TEXT, nullable=False),
+)
 journeys = sa.Table(
     "gf_journeys",
     metadata,
