@@ -1,0 +1,247 @@
+"""Property-based: small random challenge databases against a plain-Python reference.
+
+hypothesis builds databases of a few users, sessions, conversions and costs, with random bad
+rows (impossible dates, hour 24, flags other than 0/1, missing channels, negative or
+non-numeric revenues and costs, costs of sessions that do not exist), as users make them:
+typed tables with keys, the same without keys, or every column TEXT (a CSV import). Each is
+run on SQLite and on PostgreSQL, and checked:
+
+- the conversions attributed, and the sessions of each journey, are those the reference says;
+- Σ ihc = 1 for every attributed conversion;
+- channel_reporting's cost per (channel, day) is the sum of the usable session costs;
+- every input row is used or counted as skipped (rows in = rows used + rows skipped);
+- both databases give the same attribution, report and counts.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from growthflow.attribution import schema
+from growthflow.attribution.pipeline import RunConfig, run_attribution
+from growthflow.database import create_engine
+
+START, END = date(2023, 9, 1), date(2023, 9, 5)
+CHANNELS = ("Paid Search", "Email", "Display")
+
+# A session: (user, day, hour, minute, channel index, holder, closer, impression, defect)
+session_defects = st.sampled_from([None] * 6 + ["date", "hour 24", "flag", "no channel"])
+sessions_st = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.integers(1, 5),
+        st.integers(0, 23),
+        st.integers(0, 59),
+        st.integers(0, 2),
+        st.integers(0, 1),
+        st.integers(0, 1),
+        st.integers(0, 1),
+        session_defects,
+    ),
+    max_size=14,
+)
+# A conversion: (user, day, hour, revenue in cents, defect)
+conversions_st = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.integers(1, 5),
+        st.integers(0, 23),
+        st.integers(0, 50_000),
+        st.sampled_from([None] * 5 + ["negative", "date", "not a number"]),
+    ),
+    max_size=6,
+)
+# A cost per session, by position: (cents, defect); and costs of sessions that do not exist
+costs_st = st.lists(
+    st.tuples(st.integers(0, 40_000), st.sampled_from([None] * 5 + ["negative", "not a number"])),
+    max_size=14,
+)
+layout_st = st.sampled_from(["typed with keys", "typed without keys", "all TEXT"])
+
+
+def build(sessions, conversions, costs, orphans, layout):
+    """The three tables' rows, and what the reference makes of them."""
+    text = layout == "all TEXT"
+    s_rows, c_rows, k_rows = [], [], []
+    usable_sessions = []  # (user, ts, session_id)
+    placeable = {}  # session_id -> (channel, day): where its cost is reported
+    for i, (user, day, hour, minute, ch, holder, closer, impression, defect) in enumerate(sessions):
+        sid = f"s{i:02d}"
+        if defect == "no channel" and layout == "typed with keys":
+            defect = "flag"  # the contract's channel_name is NOT NULL
+        day_text = "2023-02-30" if defect == "date" else f"2023-09-{day:02d}"
+        time_text = "24:00:00" if defect == "hour 24" else f"{hour:02d}:{minute:02d}:00"
+        channel = None if defect == "no channel" else CHANNELS[ch]
+        holder = 2 if defect == "flag" else holder
+        s_rows.append((sid, f"u{user}", day_text, time_text, channel, holder, closer, impression))
+        if defect is None:
+            usable_sessions.append((f"u{user}", datetime(2023, 9, day, hour, minute), sid))
+        if defect in (None, "hour 24", "flag"):  # the money was spent: reported
+            placeable[sid] = (channel, day_text)
+    attributed = {}  # conv_id -> sessions of its journey
+    usable_conversions = 0
+    for j, (user, day, hour, cents, defect) in enumerate(conversions):
+        cid = f"c{j}"
+        revenue: object = cents / 100
+        if defect == "negative":
+            revenue = -(cents + 1) / 100
+        if defect == "not a number":
+            revenue = "abc" if text else math.inf  # typed: infinity is no finite number either
+        day_text = "2023-09-31" if defect == "date" else f"2023-09-{day:02d}"
+        c_rows.append((cid, f"u{user}", day_text, f"{hour:02d}:30:00", revenue))
+        if defect is None:
+            usable_conversions += 1
+            ts = datetime(2023, 9, day, hour, 30)
+            journey = sorted((t, s) for u, t, s in usable_sessions if u == f"u{user}" and t < ts)
+            if journey:
+                attributed[cid] = {s for _, s in journey}
+    expected_cost = defaultdict(int)  # (channel, day) -> cents
+    usable_costs = 0
+    for i, (cents, defect) in enumerate(costs[: len(sessions)]):
+        sid = f"s{i:02d}"
+        cost: object = cents / 100
+        if defect == "negative":
+            cost = -(cents + 1) / 100
+        if defect == "not a number":
+            cost = "abc" if text else math.inf  # typed: infinity is no finite number either
+        k_rows.append((sid, cost))
+        if defect is None:
+            usable_costs += 1
+            if sid in placeable:
+                expected_cost[placeable[sid]] += cents
+    for n, cents in enumerate(orphans):  # sessions that do not exist
+        k_rows.append((f"orphan{n}", cents / 100))
+    reference = {
+        "attributed": attributed,
+        "cost": {key: cents for key, cents in expected_cost.items() if cents},
+        "usable_conversions": usable_conversions,
+        "usable_costs": usable_costs,
+    }
+    return (s_rows, c_rows, k_rows), reference
+
+
+def load(engine, layout, tables):
+    dialect = engine.dialect
+    with engine.begin() as conn:
+        for table, rows in zip(schema.INPUT_TABLES, tables, strict=True):
+            names = [c.name for c in table.columns]
+            if layout == "typed with keys":
+                table.create(conn)
+            else:
+                kind = (
+                    (lambda c: "TEXT")
+                    if layout == "all TEXT"
+                    else (lambda c: c.type.compile(dialect))
+                )
+                cols = ", ".join(f"{c.name} {kind(c)}" for c in table.columns)
+                conn.execute(sa.text(f"CREATE TABLE {table.name} ({cols})"))
+            if rows:
+                values = [
+                    {
+                        n: (None if v is None else str(v) if layout == "all TEXT" else v)
+                        for n, v in zip(names, row, strict=True)
+                    }
+                    for row in rows
+                ]
+                placeholders = ", ".join(":" + n for n in names)
+                conn.execute(sa.text(f"INSERT INTO {table.name} VALUES ({placeholders})"), values)
+
+
+def outcome(engine, summary):
+    def rows(sql):
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+
+    journeys = defaultdict(dict)
+    for conv, sid, ihc in rows("SELECT conv_id, session_id, ihc FROM attribution_customer_journey"):
+        journeys[conv][sid] = ihc
+    report = {
+        (channel, day): cost
+        for channel, day, cost in rows("SELECT channel_name, date, cost FROM channel_reporting")
+    }
+    skipped = defaultdict(int)
+    for s in summary.skipped:
+        skipped[s.table, s.reason] += s.count
+    return dict(journeys), report, dict(skipped), summary.conversions
+
+
+@pytest.fixture(scope="module")
+def engines(postgres_url):
+    """Makes a fresh SQLite file and PostgreSQL schema for one example, dropped after it."""
+    folder = Path(tempfile.mkdtemp(prefix="gf-props-"))
+    admin = sa.create_engine(postgres_url)
+
+    @contextmanager
+    def fresh():
+        name = f"p_{uuid.uuid4().hex[:10]}"
+        made = {
+            "sqlite": create_engine(f"sqlite:///{folder / name}.db", create=True),
+            "postgresql": create_engine(postgres_url, schema=name, create=True),
+        }
+        try:
+            yield made
+        finally:
+            for engine in made.values():
+                engine.dispose()
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+            (folder / f"{name}.db").unlink(missing_ok=True)
+
+    yield fresh
+    admin.dispose()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    sessions=sessions_st,
+    conversions=conversions_st,
+    costs=costs_st,
+    orphans=st.lists(st.integers(0, 9_999), max_size=2),
+    layout=layout_st,
+)
+def test_random_databases_match_the_reference_on_both_databases(
+    engines, sessions, conversions, costs, orphans, layout
+):
+    tables, reference = build(sessions, conversions, costs, orphans, layout)
+    results = {}
+    with engines() as made:
+        for name, engine in made.items():
+            load(engine, layout, tables)
+            summary = run_attribution(engine, RunConfig.build(start=START, end=END))
+            results[name] = outcome(engine, summary)
+    for name, (journeys, report, skipped, converted) in results.items():
+        # the conversions attributed and their journeys' sessions
+        assert {c: set(s) for c, s in journeys.items()} == reference["attributed"], name
+        for conv, shares in journeys.items():  # Σ ihc = 1 per attributed conversion
+            assert math.isclose(sum(shares.values()), 1.0, abs_tol=1e-9), (name, conv)
+        # the report's cost is the usable costs of placeable sessions, per channel and day
+        expected = {key: cents / 100 for key, cents in reference["cost"].items()}
+        assert {k: v for k, v in report.items() if v} == pytest.approx(expected), name
+        # rows in = rows used + rows counted as skipped
+        c_skipped = sum(n for (table, _), n in skipped.items() if table == "conversions")
+        assert converted == reference["usable_conversions"], name
+        assert len(tables[1]) == converted + c_skipped, (name, skipped)
+        k_skipped = sum(n for (table, _), n in skipped.items() if table == "session_costs")
+        assert len(tables[2]) == reference["usable_costs"] + k_skipped, (name, skipped)
+
+    sqlite, postgres = results["sqlite"], results["postgresql"]
+    assert sqlite[0].keys() == postgres[0].keys()
+    for conv, shares in sqlite[0].items():
+        assert shares == pytest.approx(postgres[0][conv], abs=1e-12)
+    assert sqlite[1] == pytest.approx(postgres[1], abs=1e-9)
+    assert sqlite[2:] == postgres[2:]
