@@ -2,7 +2,8 @@
 
 hypothesis builds databases of a few users, sessions, conversions and costs, with random bad
 rows (impossible dates, hour 24, flags other than 0/1, missing channels, negative or
-non-numeric revenues and costs, costs of sessions that do not exist), as users make them:
+non-numeric revenues and costs, costs of sessions that do not exist, ids written twice in
+tables without keys), as users make them:
 typed tables with keys, the same without keys, or every column TEXT (a CSV import). Each is
 run on SQLite and on PostgreSQL, and checked:
 
@@ -70,9 +71,18 @@ costs_st = st.lists(
 layout_st = st.sampled_from(["typed with keys", "typed without keys", "all TEXT"])
 
 
-def build(sessions, conversions, costs, orphans, layout):
-    """The three tables' rows, and what the reference makes of them."""
+def build(sessions, conversions, costs, orphans, layout, dups=((), (), ())):
+    """The three tables' rows, and what the reference makes of them. ``dups``: positions of
+    the sessions, conversions and costs written twice (tables without keys only); every row
+    of a repeated id is a bad row."""
     text = layout == "all TEXT"
+    keyless = layout != "typed with keys"
+    twice_s, twice_c, twice_k = (
+        {i for i in positions if i < size} if keyless else set()
+        for positions, size in zip(
+            dups, (len(sessions), len(conversions), min(len(costs), len(sessions))), strict=True
+        )
+    )
     s_rows, c_rows, k_rows = [], [], []
     usable_sessions = []  # (user, ts, session_id)
     placeable = {}  # session_id -> (channel, day): where its cost is reported
@@ -84,7 +94,10 @@ def build(sessions, conversions, costs, orphans, layout):
         time_text = "24:00:00" if defect == "hour 24" else f"{hour:02d}:{minute:02d}:00"
         channel = None if defect == "no channel" else CHANNELS[ch]
         holder = 2 if defect == "flag" else holder
-        s_rows.append((sid, f"u{user}", day_text, time_text, channel, holder, closer, impression))
+        row = (sid, f"u{user}", day_text, time_text, channel, holder, closer, impression)
+        s_rows += [row, row] if i in twice_s else [row]
+        if i in twice_s:  # neither in journeys nor in the report
+            continue
         if defect is None:
             usable_sessions.append((f"u{user}", datetime(2023, 9, day, hour, minute), sid))
         if defect in (None, "hour 24", "flag"):  # the money was spent: reported
@@ -99,8 +112,9 @@ def build(sessions, conversions, costs, orphans, layout):
         if defect == "not a number":
             revenue = "abc" if text else math.inf  # typed: infinity is no finite number either
         day_text = "2023-09-31" if defect == "date" else f"2023-09-{day:02d}"
-        c_rows.append((cid, f"u{user}", day_text, f"{hour:02d}:30:00", revenue))
-        if defect is None:
+        row = (cid, f"u{user}", day_text, f"{hour:02d}:30:00", revenue)
+        c_rows += [row, row] if j in twice_c else [row]
+        if defect is None and j not in twice_c:
             usable_conversions += 1
             ts = datetime(2023, 9, day, hour, 30)
             journey = sorted((t, s) for u, t, s in usable_sessions if u == f"u{user}" and t < ts)
@@ -115,8 +129,8 @@ def build(sessions, conversions, costs, orphans, layout):
             cost = -(cents + 1) / 100
         if defect == "not a number":
             cost = "abc" if text else math.inf  # typed: infinity is no finite number either
-        k_rows.append((sid, cost))
-        if defect is None:
+        k_rows += [(sid, cost), (sid, cost)] if i in twice_k else [(sid, cost)]
+        if defect is None and i not in twice_k:
             usable_costs += 1
             if sid in placeable:
                 expected_cost[placeable[sid]] += cents
@@ -213,11 +227,12 @@ def engines(postgres_url):
     costs=costs_st,
     orphans=st.lists(st.integers(0, 9_999), max_size=2),
     layout=layout_st,
+    dups=st.tuples(*[st.lists(st.integers(0, 13), max_size=2)] * 3),
 )
 def test_random_databases_match_the_reference_on_both_databases(
-    engines, sessions, conversions, costs, orphans, layout
+    engines, sessions, conversions, costs, orphans, layout, dups
 ):
-    tables, reference = build(sessions, conversions, costs, orphans, layout)
+    tables, reference = build(sessions, conversions, costs, orphans, layout, dups)
     results = {}
     with engines() as made:
         for name, engine in made.items():
