@@ -65,6 +65,7 @@ class ChannelWeights(_Strict):
 
 class IhcParams(_Strict):
     phase_weights: PhaseWeights
+    restart_after_hours: float = Field(gt=0)  # inf: a journey never starts again
     initializer: Curve
     holder: Curve
     closer: Curve
@@ -257,13 +258,24 @@ def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
     since_previous[1:] = _hours(np.diff(batch.ts))
     to_last = _hours(batch.per_session(batch.ts[batch.offsets[1:] - 1]) - batch.ts)
 
+    # Restart: a session at least restart_after_hours after the previous one starts the
+    # journey again; the sessions before the last such start get 0 in every phase.
+    position = np.arange(batch.n_sessions)
+    starts = batch.is_first | (since_previous >= p.restart_after_hours)
+    start = batch.per_session(
+        np.maximum.reduceat(np.where(starts, position, -1), batch.offsets[:-1])
+    )
+    kept = position >= start
+    first = position == start
+
     member = np.empty((batch.n_sessions, 3))
-    member[:, 0] = np.where(batch.is_first, 1.0, p.initializer(since_previous))
-    holder_hours = np.where(batch.is_first, np.inf, since_previous)
+    member[:, 0] = np.where(first, 1.0, p.initializer(since_previous))
+    holder_hours = np.where(first, np.inf, since_previous)
     member[:, 1] = batch.holder_engagement * p.holder(holder_hours)
-    closer = p.closer(to_last)
-    has_engaged = batch.per_session(batch.journey_sum(batch.closer_engagement) > 0)
-    member[:, 2] = np.where(has_engaged, closer * batch.closer_engagement, closer)
+    # Closer: the sessions with closer_engagement = 1, and the last session always.
+    eligible = (batch.closer_engagement == 1) | batch.is_last
+    member[:, 2] = np.where(eligible, p.closer(to_last), 0.0)
+    member *= kept[:, None]
 
     if p.channel_weights:
         names, codes = np.unique(batch.channel, return_inverse=True)
