@@ -82,14 +82,30 @@ class Db:
                     cols = [c.name for c in table.columns]
                     conn.execute(sa.insert(table), [dict(zip(cols, r, strict=True)) for r in rows])
 
-    def create_loose_tables(self) -> None:
-        """Input tables the way users build them by hand: no keys, no NOT NULL."""
+    def create_loose_tables(self, *, text: bool = False) -> None:
+        """Input tables the way users build them by hand: no keys, no NOT NULL; with
+        ``text``, every column TEXT, as `sqlite3 .import` (or a COPY into text columns)."""
         with self.engine.begin() as conn:
             for table in schema.INPUT_TABLES:
                 cols = ", ".join(
-                    f"{c.name} {c.type.compile(self.engine.dialect)}" for c in table.columns
+                    f"{c.name} {'TEXT' if text else c.type.compile(self.engine.dialect)}"
+                    for c in table.columns
                 )
                 conn.execute(sa.text(f"CREATE TABLE {table.name} ({cols})"))
+
+    def insert_raw(self, sessions=(), conversions=(), costs=()) -> None:
+        """Insert rows as given into tables that exist (any keys, any column types)."""
+        with self.engine.begin() as conn:
+            for table, rows in zip(
+                schema.INPUT_TABLES, (sessions, conversions, costs), strict=True
+            ):
+                if rows:
+                    names = [c.name for c in table.columns]
+                    placeholders = ", ".join(":" + n for n in names)
+                    conn.execute(
+                        sa.text(f"INSERT INTO {table.name} VALUES ({placeholders})"),
+                        [dict(zip(names, row, strict=True)) for row in rows],
+                    )
 
     def rows(self, sql: str, **params) -> list[tuple]:
         with self.engine.connect() as conn:

@@ -150,18 +150,10 @@ def _load_text_tables(db, sessions=(), conversions=(), costs=()) -> None:
     column TEXT, no keys, values inserted as the text given."""
     from growthflow.attribution import schema
 
-    with db.engine.begin() as conn:
-        for table, rows in zip(schema.INPUT_TABLES, (sessions, conversions, costs), strict=True):
-            names = [c.name for c in table.columns]
-            cols = ", ".join(f"{name} TEXT" for name in names)
-            conn.execute(sa.text(f"CREATE TABLE {table.name} ({cols})"))
-            if rows:
-                conn.execute(
-                    sa.text(
-                        f"INSERT INTO {table.name} VALUES ({', '.join(':' + n for n in names)})"
-                    ),
-                    [dict(zip(names, map(_as_text, row), strict=True)) for row in rows],
-                )
+    db.create_loose_tables(text=True)
+    db.insert_raw(
+        *([tuple(map(_as_text, r)) for r in rows] for rows in (sessions, conversions, costs))
+    )
     schema.init_db(db.engine)
 
 

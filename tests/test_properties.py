@@ -33,6 +33,8 @@ from growthflow.attribution import schema
 from growthflow.attribution.pipeline import RunConfig, run_attribution
 from growthflow.database import create_engine
 
+from conftest import Db
+
 START, END = date(2023, 9, 1), date(2023, 9, 5)
 CHANNELS = ("Paid Search", "Email", "Display")
 
@@ -146,30 +148,14 @@ def build(sessions, conversions, costs, orphans, layout, dups=((), (), ())):
 
 
 def load(engine, layout, tables):
-    dialect = engine.dialect
-    with engine.begin() as conn:
-        for table, rows in zip(schema.INPUT_TABLES, tables, strict=True):
-            names = [c.name for c in table.columns]
-            if layout == "typed with keys":
-                table.create(conn)
-            else:
-                kind = (
-                    (lambda c: "TEXT")
-                    if layout == "all TEXT"
-                    else (lambda c: c.type.compile(dialect))
-                )
-                cols = ", ".join(f"{c.name} {kind(c)}" for c in table.columns)
-                conn.execute(sa.text(f"CREATE TABLE {table.name} ({cols})"))
-            if rows:
-                values = [
-                    {
-                        n: (None if v is None else str(v) if layout == "all TEXT" else v)
-                        for n, v in zip(names, row, strict=True)
-                    }
-                    for row in rows
-                ]
-                placeholders = ", ".join(":" + n for n in names)
-                conn.execute(sa.text(f"INSERT INTO {table.name} VALUES ({placeholders})"), values)
+    db = Db("", None, engine)
+    if layout == "typed with keys":
+        schema.init_db(engine)
+    else:
+        db.create_loose_tables(text=layout == "all TEXT")
+    if layout == "all TEXT":
+        tables = [[tuple(None if v is None else str(v) for v in r) for r in t] for t in tables]
+    db.insert_raw(*tables)
 
 
 def outcome(engine, summary):

@@ -33,7 +33,7 @@ from growthflow.attribution.providers import LocalProvider, Provider
 from growthflow.attribution.quality import SkippedRows, check_costs, check_inputs, log_skipped
 from growthflow.attribution.report import rebuild_channel_reporting
 from growthflow.attribution.rules import InputRules
-from growthflow.attribution.runs import end_heartbeat, heartbeat, reclaim_abandoned
+from growthflow.attribution.runs import end_heartbeat, heartbeat, reclaim_abandoned, utc_now
 from growthflow.database import read_only, translate_errors
 from growthflow.errors import ConfigError, describe_errors
 from growthflow.files import check_writable
@@ -114,7 +114,7 @@ def _timed(summary: RunSummary, step: str) -> Iterator[None]:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now().isoformat()
 
 
 def start_run(engine: sa.Engine, run_id: str, config: RunConfig) -> None:

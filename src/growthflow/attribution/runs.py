@@ -31,13 +31,14 @@ BEAT_EVERY_S = 30.0
 ABANDONED_AFTER_S = 30 * 60.0
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """Now in UTC, to the second: how gf_runs and gf_run_heartbeats write times."""
     return datetime.now(UTC).replace(microsecond=0)
 
 
 def _beat(engine: sa.Engine, run_id: str) -> None:
     hb, runs = schema.run_heartbeats, schema.runs
-    stamp = _now().isoformat()
+    stamp = utc_now().isoformat()
     with engine.begin() as conn:
         status = conn.execute(sa.select(runs.c.status).where(runs.c.run_id == run_id)).scalar()
         if status != "running":  # finished (or reclaimed) meanwhile: nothing to keep alive
@@ -75,7 +76,7 @@ def reclaim_abandoned(
     """Mark every run that stopped beating as ``abandoned`` and delete its staging rows;
     returns their ids. A run that beat within ``stale_after_s`` is left alone."""
     runs, hb = schema.runs, schema.run_heartbeats
-    now = now or _now()
+    now = now or utc_now()
     with read_only(engine) as conn:
         running = conn.execute(
             sa.select(runs.c.run_id, runs.c.started_at, hb.c.beat_at)
