@@ -11,14 +11,21 @@ built-in ``feeds.yaml``), read when the DAG file is parsed:
   whatever their day (a backlog is loaded too);
 - ``validate`` (silver), ``gold`` (promote and recompute the affected days; declares the gold
   tables as Assets), ``archive``.
+
+A second DAG, ``growthflow_commissions_combined``, is scheduled on those Assets: it writes the
+``combined`` scope of the days the gold task left stale for it. With ``combined`` = ``inline``
+(the default) the gold task writes every scope and that DAG finds nothing to do; with
+``own_dag`` the gold task writes events and scrapers only (sooner), and combined follows in
+its own run, in one transaction. Until it has run, the combined rows of those days are the
+previous ones (``gf_commission_stale_days`` lists the days waiting).
 Each task calls a step function of ``growthflow.commissions.pipeline``, under the same run
 lock as ``growthflow commissions run``; the state of each file in ``commission_files`` says
 what is left to do, so a task retried after a crash finishes exactly the missing work.
 
 Configuration: params, else the variable ``growthflow_commissions`` (JSON with ``LANDING``,
-``ARCHIVE``, ``WAIT_HOURS``), else ``GROWTHFLOW_COMMISSIONS_LANDING`` / ``_ARCHIVE``. The
-database is found as for the other DAGs (``_growthflow.engine``). The day a run waits for is
-its data interval's start (``day`` param to choose another).
+``ARCHIVE``, ``WAIT_HOURS``, ``COMBINED``), else ``GROWTHFLOW_COMMISSIONS_LANDING`` /
+``_ARCHIVE``. The database is found as for the other DAGs (``_growthflow.engine``). The day a
+run waits for is its data interval's start (``day`` param to choose another).
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ GOLD_ASSETS = [
     Asset(f"growthflow://commissions/{table}")
     for table in ("commission_source_daily", "commission_operator_monthly", "scraper_daily_amounts")
 ]
+COMBINED_ASSETS = [
+    Asset(f"growthflow://commissions/{table}/combined")
+    for table in ("commission_source_daily", "commission_operator_monthly")
+]
+COMBINED_MODES = ("inline", "own_dag")
 LOCK_WAIT_SECONDS = 600  # a CLI run holding the lock: wait for it
 
 
@@ -63,7 +75,15 @@ def _settings(context) -> dict:
     wait_hours = params.get("wait_hours")
     if wait_hours is None:
         wait_hours = values.get("WAIT_HOURS", 6)
-    return {"landing": Path(landing), "archive": Path(archive), "wait_hours": float(wait_hours)}
+    combined = params.get("combined") or values.get("COMBINED") or "inline"
+    if combined not in COMBINED_MODES:
+        raise ValueError(f"combined must be one of {', '.join(COMBINED_MODES)}, not {combined!r}")
+    return {
+        "landing": Path(landing),
+        "archive": Path(archive),
+        "wait_hours": float(wait_hours),
+        "combined": combined,
+    }
 
 
 def _day(context) -> date:
@@ -123,6 +143,12 @@ class LandingFileSensor(BaseSensorOperator):
         "day": Param(None, type=["null", "string"], description="Day to wait for (YYYY-MM-DD)."),
         "wait_hours": Param(None, type=["null", "number"], description="Sensor timeout (6)."),
         "poke_seconds": Param(60, type="number", description="How often the trigger looks."),
+        "combined": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *COMBINED_MODES],
+            description="The combined scope: inline (in gold), or own_dag (its own DAG).",
+        ),
     },
     doc_md=__doc__,
 )
@@ -167,7 +193,9 @@ def growthflow_commissions():
 
         from growthflow.commissions.pipeline import compute_gold
 
-        return asdict(compute_gold(_engine(), CONFIG, wait_seconds=LOCK_WAIT_SECONDS))
+        inline = _settings(get_current_context())["combined"] == "inline"
+        stats = compute_gold(_engine(), CONFIG, wait_seconds=LOCK_WAIT_SECONDS, combined=inline)
+        return asdict(stats)
 
     @task(trigger_rule="none_failed")
     def archive() -> int:
@@ -193,3 +221,29 @@ def growthflow_commissions():
 
 
 growthflow_commissions_dag = growthflow_commissions()
+
+
+@dag(
+    dag_id="growthflow_commissions_combined",
+    schedule=GOLD_ASSETS,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["growthflow", "commissions"],
+    doc_md=__doc__,
+)
+def growthflow_commissions_combined():
+    @task(retries=2, outlets=COMBINED_ASSETS)
+    def combined() -> dict:
+        from dataclasses import asdict
+
+        from growthflow.commissions.pipeline import compute_combined
+
+        return asdict(
+            compute_combined(_engine(create=True), CONFIG, wait_seconds=LOCK_WAIT_SECONDS)
+        )
+
+    combined()
+
+
+growthflow_commissions_combined_dag = growthflow_commissions_combined()

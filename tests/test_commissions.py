@@ -22,7 +22,15 @@ import sqlalchemy as sa
 from growthflow.commissions.bronze import load_bronze
 from growthflow.commissions.config import load_config
 from growthflow.commissions.landing import discover
-from growthflow.commissions.pipeline import RunLocked, run_commissions, run_lock
+from growthflow.commissions.pipeline import (
+    RunLocked,
+    compute_combined,
+    compute_gold,
+    load_feed,
+    run_commissions,
+    run_lock,
+    validate_loaded,
+)
 from growthflow.commissions.schema import init_db
 from growthflow.commissions.validate import parse_day, parse_number
 from growthflow.errors import InputDataError
@@ -437,10 +445,9 @@ def reference_scraper_amounts(readings: dict[str, list[tuple]]) -> dict[str, lis
     return out
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_every_scope_equals_a_plain_reference_and_shares_add_up(db, tmp_path, seed):
-    rng = random.Random(seed)
-    landing = tmp_path / "landing"
+def random_landing(landing: Path, rng: random.Random, days: int = 4) -> tuple:
+    """A small landing zone of random earnings, clicks and running totals (which reset, skip
+    days and repeat readings); returns (earnings rows, deals, clicks, readings) per day."""
     sources = ["S1", "S2", "S3", "S4", "S5"]
     deals = {
         "S1": ("PPC", Decimal(0)),
@@ -460,8 +467,8 @@ def test_every_scope_equals_a_plain_reference_and_shares_add_up(db, tmp_path, se
     write(landing / "central_mapping.csv", "variants,std_operator,country\nx,X,US\n")
     files, clicks, readings = {}, {}, {}
     counters = {(s, o): rng.randint(0, 9000) for s in sources[1:] for o in ("x", "y", "z")}
-    for d in range(1, 5):
-        day = f"2024-06-0{d}"
+    for d in range(1, days + 1):
+        day = f"2024-06-{d:02d}"
         rows = [
             (
                 rng.choice(sources),
@@ -496,6 +503,13 @@ def test_every_scope_equals_a_plain_reference_and_shares_add_up(db, tmp_path, se
             "date,marketing_source,operator,country,total_earnings,visits\n"
             + "".join(f"{day},{s},{o},US,{t},0\n" for s, o, t in totals),
         )
+    return files, deals, clicks, readings
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_scope_equals_a_plain_reference_and_shares_add_up(db, tmp_path, seed):
+    landing = tmp_path / "landing"
+    files, deals, clicks, readings = random_landing(landing, random.Random(seed))
     run(db, landing)
     amounts = reference_scraper_amounts(readings)
     scopes = {
@@ -514,6 +528,85 @@ def test_every_scope_equals_a_plain_reference_and_shares_add_up(db, tmp_path, se
         expected = reference_operator_shares(rows, got)
         assert {(str(d), o): c for d, o, c in shares} == {k: v for k, v in expected.items() if v}
     check_invariants(db)
+
+
+def _steps(db, landing: Path, combined: bool):
+    """The DAG's steps one by one: bronze per feed, silver, gold (combined or not)."""
+    for feed in CONFIG.feeds:
+        load_feed(db.engine, CONFIG, landing, feed, now=LATER)
+    validate_loaded(db.engine, CONFIG)
+    return compute_gold(db.engine, CONFIG, combined=combined)
+
+
+def _scopes(snapshot: dict, *scopes: str) -> dict:
+    return {
+        table: [row for row in rows if table == "scraper_daily_amounts" or row[0] in scopes]
+        for table, rows in snapshot.items()
+    }
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_combined_scope_on_its_own_step_catches_up_to_a_fresh_run(db, tmp_path, seed):
+    """Issue 9: with the combined scope left to its own step (the Airflow DAG scheduled on the
+    gold Assets), the gold step writes events and scrapers and records the days it recomputed
+    as stale for combined; the combined step then makes every gold table equal to a fresh
+    run of every scope, after a first load and after corrections (a routy day, a running
+    total, which moves the counter's next reading too)."""
+    rng = random.Random(seed)
+    first, final = tmp_path / "first", tmp_path / "final"
+    random_landing(first, rng, days=5)
+    shutil.copytree(first, final)
+    # corrections: one day's routy file loses its last rows; one day's running totals change
+    routy = final / "routy" / "2024-06-02.csv"
+    routy.write_text("".join(routy.read_text().splitlines(keepends=True)[:-2]))
+    scrapers = final / "scrapers" / "2024-06-03.csv"
+    header, *rows = scrapers.read_text().splitlines(keepends=True)
+    scrapers.write_text(header + "".join(r.replace(",US,", ",US,1") for r in rows[1:]))
+
+    init_db(db.engine)
+    expected = {}
+    for source in (first, final):
+        _reset(db)
+        run(db, shutil.copytree(source, tmp_path / "fresh" / source.name / "landing"))
+        expected[source] = gold_snapshot(db)
+    assert expected[first] != expected[final]
+    _reset(db)
+    landing = tmp_path / "landing"
+    shutil.copytree(first, landing)
+    for source in (first, final):
+        shutil.copytree(source, landing, dirs_exist_ok=True)
+        before = gold_snapshot(db)
+        stats = _steps(db, landing, combined=False)
+        assert stats.scopes == ["events", "scrapers"]
+        stale = {str(d) for (d,) in db.rows("SELECT day FROM gf_commission_stale_days")}
+        assert len(stale) == stats.days > 0  # every recomputed day waits for combined
+        now = gold_snapshot(db)
+        # events and scrapers are up to date; combined is as it was
+        assert _scopes(now, "events", "scrapers") == _scopes(expected[source], "events", "scrapers")
+        assert _scopes(now, "combined") == {
+            t: [r for r in rows if t != "scraper_daily_amounts"]
+            for t, rows in _scopes(before, "combined").items()
+        } | {"scraper_daily_amounts": now["scraper_daily_amounts"]}
+        combined = compute_combined(db.engine, CONFIG)
+        assert combined.scopes == ["combined"] and combined.days == len(stale)
+        assert gold_snapshot(db) == expected[source]
+        assert db.rows("SELECT * FROM gf_commission_stale_days") == []
+        check_invariants(db)
+        assert compute_combined(db.engine, CONFIG).days == 0  # nothing left: a no-op
+
+
+def test_a_run_of_every_scope_catches_up_the_combined_days_left_stale(db, tmp_path):
+    landing = tmp_path / "landing"
+    random_landing(landing, random.Random(11), days=3)
+    run(db, shutil.copytree(landing, tmp_path / "fresh" / "landing"))
+    expected = gold_snapshot(db)
+    _reset(db)
+    _steps(db, landing, combined=False)
+    assert len(db.rows("SELECT day FROM gf_commission_stale_days")) == 3
+    summary = run(db, landing)  # nothing new to load: only the stale combined days
+    assert summary.gold.promoted == 0 and summary.gold.days == 3
+    assert gold_snapshot(db) == expected
+    assert db.rows("SELECT * FROM gf_commission_stale_days") == []
 
 
 def test_shares_beyond_64_bit_integers_are_refused_on_sqlite_and_exact_on_postgresql(db, tmp_path):

@@ -95,6 +95,7 @@ print(json.dumps({{
     assert facts["all_dags"] == [
         "growthflow_attribution",
         "growthflow_commissions",
+        "growthflow_commissions_combined",
         "growthflow_vouchers",
     ]
     assert facts["tasks"] == [
@@ -416,6 +417,72 @@ def test_commissions_dag_waits_for_the_day_then_loads_validates_computes_archive
     for name, text in {**COMMISSION_FILES, **LATE_FILES}.items():
         _landing_file(again / name, text)
     assert _cli_gold(tmp_path / "cli.db", again, tmp_path / "cli_archive") == dag_gold
+
+
+def _dags_test(env: dict, dag_id: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BIN / "airflow", "dags", "test", dag_id, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_combined_scope_runs_as_its_own_dag_scheduled_on_the_gold_assets(airflow_env, tmp_path):
+    script = f"""
+import json
+from airflow.models.dagbag import DagBag
+bag = DagBag(dag_folder={str(DAGS)!r}, include_examples=False)
+main, combined = bag.dags["growthflow_commissions"], bag.dags["growthflow_commissions_combined"]
+print(json.dumps({{
+    "gold_outlets": sorted(o.uri for o in main.get_task("gold").outlets),
+    "schedule": sorted(a.uri for _key, a in combined.timetable.asset_condition.iter_assets()),
+    "tasks": sorted(combined.task_ids),
+    "outlets": sorted(o.uri for o in combined.get_task("combined").outlets),
+}}))
+"""
+    env = {**airflow_env, "PYTHONPATH": str(DAGS)}
+    facts = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert facts.returncode == 0, facts.stderr[-2000:]
+    facts = json.loads(facts.stdout.strip().splitlines()[-1])
+    gold_assets = [
+        f"growthflow://commissions/{t}"
+        for t in ("commission_operator_monthly", "commission_source_daily", "scraper_daily_amounts")
+    ]
+    assert facts["gold_outlets"] == facts["schedule"] == gold_assets
+    assert facts["tasks"] == ["combined"]
+    # its own Assets: the same ones would schedule it again after every run
+    assert facts["outlets"] == [
+        "growthflow://commissions/commission_operator_monthly/combined",
+        "growthflow://commissions/commission_source_daily/combined",
+    ]
+
+    landing, archive = tmp_path / "landing", tmp_path / "archive"
+    for name, text in {**COMMISSION_FILES, **LATE_FILES}.items():
+        _landing_file(landing / name, text)
+    db = f"sqlite:///{tmp_path / 'commissions.db'}"
+    env = {**airflow_env, "GROWTHFLOW_DATABASE_URL": db}
+    conf = {"landing": str(landing), "archive": str(archive), "combined": "own_dag"}
+    main = _dags_test(env, "growthflow_commissions", "2024-05-02", "-c", json.dumps(conf))
+    assert main.returncode == 0, (main.stdout + main.stderr)[-3000:]
+    gold = _gold(db)
+    scopes = {row[0] for row in gold["commission_source_daily"]}
+    assert scopes == {"events", "scrapers"}  # combined waits for its own DAG
+    with create_engine(db).connect() as conn:
+        stale = conn.execute(sa.text("SELECT scope, day FROM gf_commission_stale_days")).all()
+    assert sorted(map(tuple, stale)) == [("combined", "2024-05-01"), ("combined", "2024-05-02")]
+
+    combined = _dags_test(env, "growthflow_commissions_combined")
+    assert combined.returncode == 0, (combined.stdout + combined.stderr)[-3000:]
+    again = tmp_path / "again"
+    for name, text in {**COMMISSION_FILES, **LATE_FILES}.items():
+        _landing_file(again / name, text)
+    assert _gold(db) == _cli_gold(tmp_path / "cli.db", again, tmp_path / "cli_archive")
+    with create_engine(db).connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM gf_commission_stale_days")).scalar() == 0
 
 
 SAMPLES = SHARED / "commissions" / "test_case_data"

@@ -5,6 +5,12 @@ validated file, the newest becomes current and every earlier version is supersed
 silver and quarantine rows deleted. The days whose inputs changed (the old and the new
 file's days; every day when a snapshot changed) are then recomputed by the SQL models in
 ``sql/``, in the same transaction, so a reader sees the old gold tables or the new ones.
+
+The ``combined`` scope can be left to a step of its own (``run_combined``, the Airflow DAG
+scheduled on the gold Assets): the gold step then writes the events and scrapers scopes and
+records the days it recomputed as stale for combined (``gf_commission_stale_days``); the
+combined step recomputes exactly those days, in one transaction. A gold step that writes every
+scope catches up the stale days too.
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ MODELS = (  # run in this order; each file is one rule, readable on its own
     "operator_daily",
     "operator_monthly",
     "day_warnings",
+    "stale_days",
 )
+SCOPES = ("events", "scrapers", "combined")
+# the models about the days' inputs (readings, scraper amounts, warnings): run by the gold
+# step, not by the combined step, which reads what the gold step left
+_INPUT_MODELS = ("readings", "scraper_amounts", "day_warnings")
 
 _MACROS = {
     "sqlite": {
@@ -105,6 +116,7 @@ class GoldStats:
     superseded: int = 0
     days: int = 0
     months: int = 0
+    scopes: list[str] = field(default_factory=list)  # the scopes written
     rows: dict[str, int] = field(default_factory=dict)  # gold rows written per table
     warnings: dict[str, int] = field(default_factory=dict)  # warning kinds of those days
 
@@ -171,10 +183,14 @@ def _affected_days(conn: sa.Connection, file_ids: list[int], everything: bool) -
     return sorted(set(conn.execute(query).scalars()))
 
 
-def run_gold(engine: sa.Engine, config: FeedConfig, *, full: bool = False) -> GoldStats:
-    """Promote validated files and recompute every affected day (all days with ``full``)."""
+def run_gold(
+    engine: sa.Engine, config: FeedConfig, *, full: bool = False, combined: bool = True
+) -> GoldStats:
+    """Promote validated files and recompute every affected day (all days with ``full``).
+    With ``combined=False`` the combined scope is left to ``run_combined``."""
     stats = GoldStats()
     dialect = engine.dialect.name
+    scopes = SCOPES if combined else ("events", "scrapers")
     with engine.begin() as conn:
         promoted, superseded, snapshot = _promote(conn, config)
         stats.promoted, stats.superseded = len(promoted), len(superseded)
@@ -186,10 +202,27 @@ def run_gold(engine: sa.Engine, config: FeedConfig, *, full: bool = False) -> Go
             if config.feeds[feed].role == "running_totals"
         ]
         reading_days = days if snapshot or full else _affected_days(conn, totals, False)
+        days = sorted(set(days) | set(_stale_days(conn, scopes)))
         if days:
-            _recompute(conn, config, days, reading_days, dialect, stats)
+            _recompute(conn, config, days, reading_days, dialect, stats, scopes)
         _landing_warnings(conn, config)
     return stats
+
+
+def run_combined(engine: sa.Engine, config: FeedConfig) -> GoldStats:
+    """The combined scope of every day the gold step left stale for it, in one transaction."""
+    stats = GoldStats()
+    with engine.begin() as conn:
+        days = _stale_days(conn, ("combined",))
+        if days:
+            _recompute(conn, config, days, [], engine.dialect.name, stats, ("combined",))
+    return stats
+
+
+def _stale_days(conn: sa.Connection, scopes: tuple[str, ...]) -> list[date]:
+    stale = schema.stale_days
+    query = sa.select(stale.c.day).where(stale.c.scope.in_(scopes)).distinct()
+    return list(conn.execute(query).scalars())
 
 
 def _recompute(
@@ -199,10 +232,15 @@ def _recompute(
     reading_days: list[date],
     dialect: str,
     stats: GoldStats,
+    scopes: tuple[str, ...],
 ):
     for statement in statements("temp_tables", dialect):
         conn.execute(sa.text(statement))
     try:
+        conn.execute(
+            sa.insert(sa.table("gf_tmp_scopes", sa.column("scope"))),
+            [{"scope": scope} for scope in scopes],
+        )
         for name, values in (("gf_tmp_days", days), ("gf_tmp_reading_days", reading_days)):
             if values:
                 table = sa.table(name, sa.column("day", sa.Date))
@@ -212,23 +250,31 @@ def _recompute(
             # days: a corrected day then costs a day, not the whole history.
             conn.execute(sa.text(f"ANALYZE {'temp.' if dialect == 'sqlite' else ''}{name}"))
         params = {"rate_e4": config.rate_e4}
+        inputs = "events" in scopes  # the gold step, not the combined step
         for model in MODELS:
+            if model in _INPUT_MODELS and not inputs:
+                continue
             for statement in statements(model, dialect):
                 conn.execute(sa.text(statement), params)
         _check_exact(conn)
         all_days = conn.execute(sa.text("SELECT day FROM gf_tmp_days")).scalars().all()
         months = sorted({str(d)[:7] for d in all_days})
         stats.days, stats.months = len(all_days), len(months)
-        for table in ("commission_source_daily", "scraper_daily_amounts"):
-            stats.rows[table] = conn.execute(
-                sa.text(  # a constant table name
-                    f"SELECT COUNT(*) FROM {table} WHERE date IN (SELECT day FROM gf_tmp_days)"  # noqa: S608
-                )
-            ).scalar_one()
-        om = schema.operator_monthly
-        stats.rows["commission_operator_monthly"] = conn.execute(
-            sa.select(sa.func.count()).select_from(om).where(om.c.month.in_(months))
-        ).scalar_one()
+        sd, om, sa_ = schema.source_daily, schema.operator_monthly, schema.scraper_amounts
+        stats.scopes = list(scopes)
+        recomputed = sa.select(sa.column("day")).select_from(sa.table("gf_tmp_days"))
+        counts = {
+            sd: sa.and_(sd.c.date.in_(recomputed), sd.c.scope.in_(scopes)),
+            sa_: sa_.c.date.in_(recomputed) if inputs else None,
+            om: sa.and_(om.c.month.in_(months), om.c.scope.in_(scopes)),
+        }
+        for table, where in counts.items():
+            if where is not None:
+                stats.rows[table.name] = conn.execute(
+                    sa.select(sa.func.count()).select_from(table).where(where)
+                ).scalar_one()
+        if not inputs:
+            return
         stats.warnings = dict(
             conn.execute(
                 sa.text(
@@ -240,6 +286,7 @@ def _recompute(
     finally:
         for name in (
             "days",
+            "scopes",
             "reading_days",
             "counters",
             "operator_keys",

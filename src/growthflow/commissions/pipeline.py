@@ -30,7 +30,7 @@ from growthflow.commissions.bronze import (
     load_file,
 )
 from growthflow.commissions.config import FeedConfig
-from growthflow.commissions.gold import GoldStats, run_gold
+from growthflow.commissions.gold import GoldStats, run_combined, run_gold
 from growthflow.commissions.landing import Discovery, archive_path, content_hash, discover, move
 from growthflow.database import is_postgres, translate_errors
 from growthflow.errors import GrowthflowError
@@ -228,10 +228,22 @@ def validate_loaded(
         return validate_pending(engine, config)
 
 
-def compute_gold(engine: sa.Engine, config: FeedConfig, *, wait_seconds: float = 0) -> GoldStats:
-    """Gold: promote the validated files and recompute the affected days."""
+def compute_gold(
+    engine: sa.Engine, config: FeedConfig, *, wait_seconds: float = 0, combined: bool = True
+) -> GoldStats:
+    """Gold: promote the validated files and recompute the affected days; with
+    ``combined=False`` the combined scope's days are left to ``compute_combined``."""
     with run_lock(engine, wait_seconds), translate_errors(engine):
-        return run_gold(engine, config)
+        return run_gold(engine, config, combined=combined)
+
+
+def compute_combined(
+    engine: sa.Engine, config: FeedConfig, *, wait_seconds: float = 0
+) -> GoldStats:
+    """The combined scope of the days the gold step left stale for it."""
+    schema.init_db(engine)
+    with run_lock(engine, wait_seconds), translate_errors(engine):
+        return run_combined(engine, config)
 
 
 def archive_landing(

@@ -206,6 +206,13 @@ operator_daily = sa.Table(  # each source-day's commission shared among its oper
 )
 sa.Index("gf_ix_commission_operator_daily_month", operator_daily.c.month)
 
+stale_days = sa.Table(  # days a scope's gold waits for (the combined scope on its own DAG)
+    "gf_commission_stale_days",
+    metadata,
+    sa.Column("scope", TEXT, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+)
+
 GOLD_TABLES = (source_daily, operator_monthly, scraper_amounts)
 
 

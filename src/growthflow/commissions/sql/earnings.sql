@@ -2,6 +2,8 @@
 --   events    routy + manual rows (every feed with the role `earnings`)
 --   scrapers  the amounts of the scrapers' running totals (baselines have none)
 --   combined  both
+-- Events and scraper rows are built whatever the scopes written (combined is made of them);
+-- combined rows only when the combined scope is written (gf_tmp_scopes).
 -- A combined source-day without scraper amounts has exactly its events rows, so the same
 -- commission and the same operator shares: its rows are not copied here. The later models
 -- count such events source-days in the combined scope too (`same_in_combined`).
@@ -24,10 +26,12 @@ SELECT 'combined', e.day, e.marketing_source, e.operator, e.raw_e4
 FROM (SELECT DISTINCT day, marketing_source FROM gf_tmp_earnings
       WHERE scope = 'scrapers') x
 JOIN gf_tmp_earnings e
-  ON e.scope = 'events' AND e.day = x.day AND e.marketing_source = x.marketing_source;
+  ON e.scope = 'events' AND e.day = x.day AND e.marketing_source = x.marketing_source
+WHERE EXISTS (SELECT 1 FROM gf_tmp_scopes WHERE scope = 'combined');
 
 INSERT INTO gf_tmp_earnings (scope, day, marketing_source, operator, raw_e4)
 SELECT 'combined', day, marketing_source, operator, raw_e4
-FROM gf_tmp_earnings WHERE scope = 'scrapers'
+FROM gf_tmp_earnings
+WHERE scope = 'scrapers' AND EXISTS (SELECT 1 FROM gf_tmp_scopes WHERE scope = 'combined')
 ON CONFLICT (scope, day, marketing_source, operator)
 DO UPDATE SET raw_e4 = gf_tmp_earnings.raw_e4 + excluded.raw_e4;

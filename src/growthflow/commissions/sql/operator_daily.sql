@@ -10,7 +10,8 @@
 -- cents of the commission c. The shares add up to c exactly, and each is within one cent of
 -- its exact proportion c * w / D. Weights are the raw earnings, sign-flipped when the
 -- source-day's total is negative (so D > 0), or 1 each when the total is 0.
-DELETE FROM gf_commission_operator_daily WHERE day IN (SELECT day FROM gf_tmp_days);
+DELETE FROM gf_commission_operator_daily
+WHERE day IN (SELECT day FROM gf_tmp_days) AND scope IN (SELECT scope FROM gf_tmp_scopes);
 
 -- An events source-day that is the same in the combined scope (see earnings.sql) is shared
 -- once and its shares counted in both scopes.
@@ -45,6 +46,6 @@ FROM (
     ) shares
     GROUP BY scope, same_in_combined, day, operator
 ) g
-JOIN (SELECT 'events' AS scope UNION ALL SELECT 'scrapers' UNION ALL SELECT 'combined') x
+JOIN gf_tmp_scopes x
   ON x.scope = g.scope OR (g.same_in_combined = 1 AND x.scope = 'combined')
 GROUP BY x.scope, g.day, g.operator;

@@ -13,7 +13,8 @@ GROUP BY scope, day, marketing_source;
 
 -- an events source-day without scraper amounts is the same source-day in the combined scope
 UPDATE gf_tmp_activity SET same_in_combined = 1
-WHERE scope = 'events' AND NOT EXISTS (
+WHERE scope = 'events' AND EXISTS (SELECT 1 FROM gf_tmp_scopes WHERE scope = 'combined')
+  AND NOT EXISTS (
     SELECT 1 FROM gf_tmp_activity c
     WHERE c.scope = 'combined' AND c.day = gf_tmp_activity.day
       AND c.marketing_source = gf_tmp_activity.marketing_source);
@@ -52,10 +53,16 @@ FROM gf_tmp_activity s
 LEFT JOIN commission_silver_deals d ON d.marketing_source = s.marketing_source
 CROSS JOIN fallback f;
 
-DELETE FROM commission_source_daily WHERE date IN (SELECT day FROM gf_tmp_days);
+-- Source-days of scopes not written are dropped, unless the combined scope shares them.
+DELETE FROM gf_tmp_source_day
+WHERE same_in_combined = 0 AND scope NOT IN (SELECT scope FROM gf_tmp_scopes);
+
+DELETE FROM commission_source_daily
+WHERE date IN (SELECT day FROM gf_tmp_days) AND scope IN (SELECT scope FROM gf_tmp_scopes);
 
 INSERT INTO commission_source_daily
     (scope, date, marketing_source, deal, raw_earnings, clicks, commission)
 SELECT scope, day, marketing_source, deal, @money(@cents(raw_e4)), clicks,
        @money(commission_cents)
-FROM gf_tmp_source_day;
+FROM gf_tmp_source_day
+WHERE scope IN (SELECT scope FROM gf_tmp_scopes);

@@ -1,6 +1,8 @@
 -- Scratch tables of one gold transaction (dropped at its end). @clustered() stores a SQLite
 -- table in its primary key's order (WITHOUT ROWID), so a scan by the key needs no sort.
 CREATE TEMP TABLE gf_tmp_days (day DATE PRIMARY KEY);
+-- the scopes whose gold this transaction writes (the others are inputs at most)
+CREATE TEMP TABLE gf_tmp_scopes (scope TEXT PRIMARY KEY);
 -- the days whose running totals changed (their counters' next readings change too)
 CREATE TEMP TABLE gf_tmp_reading_days (day DATE PRIMARY KEY);
 CREATE TEMP TABLE gf_tmp_counters (marketing_source TEXT, operator TEXT, day DATE);
