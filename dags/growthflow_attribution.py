@@ -3,6 +3,9 @@
 create_tables -> build_journeys -> plan_batches -> attribute (mapped, one instance per group
 of batches) -> report (declares the channel_reporting Asset) -> export, with check_inputs and
 costs (the whole-table reads, independent of the journeys) running beside the journey tasks.
+Once channel_reporting has rows, a run refreshes only the days it touched (and [start -
+report_window_days, end]): costs then has nothing to do and report reads those days only;
+``full_report`` rebuilds it all.
 Tasks call the same step functions as ``growthflow attribution run``; data passes through
 the database (staging tables keyed by growthflow's run id); XCom carries only that run id,
 counts, skipped-row reports and batch numbers.
@@ -115,6 +118,10 @@ def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
         "max_sessions": Param(3000, type="integer", minimum=1),
         "max_journey_sessions": Param(100, type="integer", minimum=1),
         "lookback_days": Param(None, type=["null", "integer"], minimum=1),
+        "full_report": Param(False, type="boolean", description="Rebuild all of the report."),
+        "report_window_days": Param(
+            0, type="integer", minimum=0, description="Also refresh the costs of N days before."
+        ),
         "csv_path": Param(None, type=["null", "string"], description="Export the report here."),
     },
     doc_md=__doc__,
@@ -124,7 +131,12 @@ def growthflow_attribution():
     def create_tables() -> str:
         """Create missing tables, validate the settings, and record the run."""
         from growthflow.attribution import schema
-        from growthflow.attribution.pipeline import RunConfig, new_run_id, start_run
+        from growthflow.attribution.pipeline import (
+            RunConfig,
+            new_run_id,
+            start_run,
+            with_report_mode,
+        )
         from growthflow.attribution.runs import reclaim_abandoned
 
         context = get_current_context()
@@ -143,10 +155,13 @@ def growthflow_attribution():
             max_sessions=ihc.get("MAX_SESSIONS") or params["max_sessions"],
             max_journey_sessions=params["max_journey_sessions"],
             lookback_days=params["lookback_days"],
+            full_report=params["full_report"],
+            report_window_days=params["report_window_days"],
         )
         engine = _engine()
         schema.init_db(engine, inputs=False)
         reclaim_abandoned(engine)  # runs killed on the way: marked, their staging deleted
+        config = with_report_mode(engine, config)  # no report yet: a full one
         gf_run = new_run_id()
         start_run(engine, gf_run, config)
         return gf_run
@@ -238,22 +253,27 @@ def growthflow_attribution():
         with _working_on(gf_run) as engine:
             config = load_run_config(engine, gf_run)
             rules = InputRules.for_engine(engine)
-            skipped = check_inputs(engine, rules, config.start, config.end)
-            skipped += check_costs(engine, rules)
+            skipped = check_inputs(engine, rules, config.start, config.end, full=config.full_report)
+            if config.full_report:  # an incremental report checks the cost rows it reads
+                skipped += check_costs(engine, rules)
             log_skipped(skipped)
             return [asdict(s) for s in skipped]
 
     @task
     def costs(gf_run: str) -> list[dict]:
-        """Stage every session's cost per channel and day (reads the input tables only);
-        returns the cost rows it cannot report (their session_id is in no session)."""
+        """For a full report, stage every session's cost per channel and day (reads the input
+        tables only); returns the cost rows it cannot report (their session_id is in no
+        session). An incremental report reads its days' costs itself."""
         from dataclasses import asdict
 
         from growthflow.attribution.costs import aggregate_costs
+        from growthflow.attribution.pipeline import load_run_config
         from growthflow.attribution.quality import log_skipped
         from growthflow.attribution.rules import InputRules
 
         with _working_on(gf_run) as engine:
+            if not load_run_config(engine, gf_run).full_report:
+                return []
             stats = aggregate_costs(engine, gf_run, InputRules.for_engine(engine))
             log_skipped(stats.skipped)
             return [asdict(s) for s in stats.skipped]
@@ -262,12 +282,23 @@ def growthflow_attribution():
     def report(gf_run: str, _attributed, cost_skipped: list[dict]) -> dict:
         from dataclasses import asdict
 
+        from growthflow.attribution.pipeline import load_run_config
         from growthflow.attribution.quality import log_skipped
-        from growthflow.attribution.report import rebuild_channel_reporting
+        from growthflow.attribution.report import (
+            rebuild_channel_reporting,
+            refresh_channel_reporting,
+            window_days,
+        )
         from growthflow.attribution.rules import InputRules
 
         with _working_on(gf_run) as engine:
-            report = rebuild_channel_reporting(engine, gf_run, InputRules.for_engine(engine))
+            config = load_run_config(engine, gf_run)
+            rules = InputRules.for_engine(engine)
+            if config.full_report:
+                report = rebuild_channel_reporting(engine, gf_run, rules)
+            else:
+                days = window_days(config.start, config.end, config.report_window_days)
+                report = refresh_channel_reporting(engine, gf_run, rules, days)
             log_skipped(report.skipped)
             return {
                 "rows": report.rows,

@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from growthflow.errors import ConfigError, DatabaseError
+from growthflow.sql import ExactSum
 
 SQLITE_BUSY_TIMEOUT_S = 60
 READ_ONLY_OPTION = "growthflow_read_only"
@@ -86,6 +87,7 @@ def _sqlite_engine(parsed: URL, *, create: bool) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA cache_size=-65536")
         cur.close()
+        dbapi_conn.create_aggregate("gf_exact_sum", 1, ExactSum)
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - exercised by every test

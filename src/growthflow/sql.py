@@ -6,6 +6,9 @@ statements keeps every value a bound parameter.
 
 from __future__ import annotations
 
+import json
+import math
+
 import sqlalchemy as sa
 
 _PG_DATE_RE = r"'^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'"
@@ -67,13 +70,44 @@ def number(col: str, dialect: str, kind: str = "number") -> str:
 def exact_sum(expr: str, dialect: str) -> str:
     """SUM of double precision values whose result does not depend on the order of the rows.
 
-    PostgreSQL adds in whatever order its (parallel) plan delivers, so the same data could
-    sum differently in the last bits from one run to the next: it sums in numeric, exactly,
-    and rounds once. SQLite adds in plan order, which is fixed for a given database.
+    A float sum depends on the order of its terms in the last bits, and plans change that
+    order (PostgreSQL's parallel workers, SQLite's join order when a query reads fewer rows).
+    PostgreSQL sums in numeric, exactly, and rounds once; SQLite calls ``gf_exact_sum``, an
+    aggregate every growthflow SQLite connection has (:func:`fsum_aggregate`), which rounds the
+    exact sum once too. Both give the correctly rounded sum: equal on any plan.
     """
     if dialect == "sqlite":
-        return f"SUM({expr})"
+        return f"gf_exact_sum({expr})"
     return f"CAST(SUM(CAST({expr} AS numeric)) AS double precision)"
+
+
+class ExactSum:
+    """The ``gf_exact_sum`` aggregate of SQLite connections: :func:`math.fsum` of the non-NULL
+    values (NULL when there are none, like SUM)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value) -> None:
+        if value is not None:
+            self.values.append(value)
+
+    def finalize(self) -> float | None:
+        return math.fsum(self.values) if self.values else None
+
+
+def in_list(column: str, param: str, dialect: str) -> str:
+    """SQL true when ``column`` is one of the values of the list parameter ``param`` (bind it
+    with :func:`list_param`): one statement whatever the list's length, and index seeks."""
+    if dialect == "sqlite":
+        return f"{column} IN (SELECT value FROM json_each(:{param}))"  # noqa: S608 (names only)
+    return f"{column} = ANY(:{param})"
+
+
+def list_param(values, dialect: str):
+    """A list of text values as the parameter :func:`in_list` expects."""
+    values = [str(v) for v in values]
+    return json.dumps(values) if dialect == "sqlite" else values
 
 
 def column_kind(type_: object) -> str:

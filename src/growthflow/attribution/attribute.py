@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from growthflow.attribution import schema
 from growthflow.attribution.models import Attribution, JourneyBatch
 from growthflow.attribution.providers import Provider
+from growthflow.attribution.report import mark_stale
 from growthflow.database import bulk_insert
 
 SUM_TOLERANCE = 1e-9
@@ -112,6 +113,8 @@ def store_attribution(
     Returns the number of ``attribution_customer_journey`` rows written.
     """
     conv_ids = batch.conv_ids.tolist()
+    new_days = np.unique(batch.ts.astype("datetime64[D]")).astype(str).tolist()
+    mark_stale(conn, conv_ids, new_days)  # the report days of the old and the new rows
     for table in schema.ATTRIBUTION_TABLES:
         conn.execute(sa.delete(table).where(table.c.conv_id.in_(conv_ids)))
     conv = batch.conv_id_per_session().tolist()

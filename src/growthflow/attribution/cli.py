@@ -83,8 +83,11 @@ def demo_data(
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
     force: Annotated[bool, typer.Option(help="Replace existing input and output tables.")] = False,
+    days: Annotated[
+        int, typer.Option(min=1, help="Days of data from 2023-09-01, at the same daily volume.")
+    ] = 10,
 ) -> None:
-    """Generate a challenge-shaped demo database (10 days from 2023-09-01)."""
+    """Generate a challenge-shaped demo database (10 days from 2023-09-01 by default)."""
     from growthflow.attribution.demo import generate_demo_data
     from growthflow.console import console, progress
 
@@ -97,6 +100,7 @@ def demo_data(
             scale=scale,
             seed=seed,
             force=force,
+            days=days,
             on_unit=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(
@@ -162,8 +166,22 @@ def run(
             "growthflow-failures-<run id>.csv here."
         ),
     ] = None,
+    full_report: Annotated[
+        bool,
+        typer.Option(
+            help="Rebuild all of channel_reporting (default: only the days this run touches)."
+        ),
+    ] = False,
+    report_window: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Also refresh the costs of the DAYS days before START.", metavar="DAYS"
+        ),
+    ] = 0,
 ) -> None:
-    """Attribute conversions with conv_date in [START, END] and rebuild channel_reporting."""
+    """Attribute conversions with conv_date in [START, END] and refresh channel_reporting
+    (the days whose attribution changed, and [START - report-window, END]; all of it the
+    first time, or with --full-report)."""
     from growthflow.attribution.pipeline import RunConfig, run_attribution
     from growthflow.console import console, err_console, progress
 
@@ -178,6 +196,8 @@ def run(
         max_journey_sessions=max_journey_sessions,
         lookback_days=lookback_days,
         provider=provider,
+        full_report=full_report,
+        report_window_days=report_window,
     )
     api = None
     if config.provider == "ihc-api":
@@ -219,6 +239,29 @@ def _api_config(conv_type_id, api_url, api_key, concurrency, force):
         concurrency=concurrency,
         force=force,
     )
+
+
+@app.command("report")
+def report(
+    db: DbOption = None,
+    schema: SchemaOption = None,
+    full: Annotated[
+        bool, typer.Option(help="Rebuild every row (after back-filled costs, edited sessions).")
+    ] = False,
+) -> None:
+    """Refresh channel_reporting without attributing: the days marked stale by attribution
+    changes, or every row with --full."""
+    from growthflow.attribution.pipeline import update_report
+    from growthflow.console import console
+
+    t0 = time.perf_counter()
+    stats = update_report(_engine(db, schema), full=full)
+    what = "rebuilt" if stats.days is None else f"{stats.days:,} day(s) refreshed"
+    console.print(
+        f"channel_reporting: {what}, {stats.rows:,} rows, {time.perf_counter() - t0:.2f} s"
+    )
+    for skipped in stats.skipped:
+        console.print(f"skipped {skipped.table}: {skipped.reason}: {skipped.count:,}")
 
 
 @app.command("export")
@@ -283,6 +326,10 @@ def _summary_table(summary, csv: Path | None, total_seconds: float):
         ("channel_reporting rows", summary.report_rows),
     ):
         table.add_row(label, f"{value:,}")
+    table.add_row(
+        "channel_reporting",
+        "rebuilt" if summary.report_days is None else f"{summary.report_days:,} day(s) refreshed",
+    )
     if csv is not None:
         table.add_row(f"CSV rows ({csv})", f"{summary.csv_rows:,}")
     if summary.api is not None:

@@ -22,6 +22,11 @@ single-statement plan on SQLite too.
 Cost rows whose ``session_id`` is in no session cannot be reported; they are counted (the
 cost rows minus those the scan matched) and reported with example ids, never dropped
 silently.
+
+An incremental report (:class:`Window`) aggregates only the sessions of a few days: the same
+passes over the same key ranges, for the groups (channel, day) of those days only, so each
+group's cost is bit for bit the one a full scan gives. Orphaned cost rows and sessions
+without a channel are counted by full scans only.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from growthflow.attribution import schema
 from growthflow.attribution.quality import SkippedRows, examples
 from growthflow.attribution.rules import InputRules
 from growthflow.database import bulk_insert, read_only
-from growthflow.sql import exact_sum, number
+from growthflow.sql import exact_sum, in_list, list_param, number
 
 # Sessions per key range: small enough that a range's slice of the cost index stays cached,
 # large enough that the per-pass index seeks (two per group) cost little.
@@ -100,6 +105,49 @@ _KEY_FILTERS = {
 Group = tuple[object, object]
 
 
+@dataclass(frozen=True)
+class Window:
+    """The (channel, event_date) groups an incremental report refreshes: every channel on
+    each of ``days``."""
+
+    channels: tuple[str, ...]
+    days: tuple[str, ...]
+
+    def params(self, dialect: str) -> dict:
+        return {
+            "channels": list_param(self.channels, dialect),
+            "days": list_param(self.days, dialect),
+        }
+
+    @staticmethod
+    def sessions(alias: str, dialect: str) -> str:
+        """SQL true for the sessions of the window (index seeks on the channel-day index)."""
+        return (
+            f"{in_list(f'{alias}.channel_name', 'channels', dialect)} "
+            f"AND {in_list(f'{alias}.event_date', 'days', dialect)}"
+        )
+
+
+_CHANNELS = """
+WITH RECURSIVE channels(c) AS (
+    SELECT min(x.channel_name) FROM session_sources x{indexed}
+    UNION ALL
+    SELECT (SELECT min(x.channel_name) FROM session_sources x{indexed}
+            WHERE x.channel_name > channels.c)
+    FROM channels WHERE channels.c IS NOT NULL
+)
+SELECT c FROM channels WHERE c IS NOT NULL
+"""
+
+
+def channels_of(conn: sa.Connection) -> tuple[str, ...]:
+    """Every channel name of session_sources, found by index seeks (one per channel)."""
+    indexed = (
+        " INDEXED BY gf_ix_session_sources_channel_day" if conn.dialect.name == "sqlite" else ""
+    )
+    return tuple(conn.execute(sa.text(_CHANNELS.format(indexed=indexed))).scalars())
+
+
 def _usable_cost(
     cost: str = number("k.cost", "sqlite"), also: str = "", dialect: str = "sqlite"
 ) -> str:
@@ -113,8 +161,9 @@ def _usable_cost(
 
 
 @cache
-def _single_statement(rules: InputRules) -> sa.TextClause:
-    """The whole aggregation as one statement (PostgreSQL, and SQLite with keyless tables)."""
+def _single_statement(rules: InputRules, window: bool = False) -> sa.TextClause:
+    """The whole aggregation as one statement (PostgreSQL, and SQLite with keyless tables);
+    with ``window``, of the sessions of the :class:`Window` bound as parameters."""
     sqlite = rules.dialect == "sqlite"
     also, sessions, duplicates = "", "COUNT(*)", "0"
     if rules.sessions_dedupe:  # a keyless table: rows sharing a session_id are not reported
@@ -129,11 +178,13 @@ def _single_statement(rules: InputRules) -> sa.TextClause:
     cost_sum = f"TOTAL({cost})" if sqlite else f"COALESCE({exact_sum(cost, rules.dialect)}, 0)"
     source = _SESSIONS if sqlite else "session_sources s"
     costs = _COSTS if sqlite else "session_costs k"
+    where = f"WHERE {Window.sessions('s', rules.dialect)}" if window else ""
     return sa.text(
         f"""
         SELECT s.channel_name, s.event_date, {cost_sum}, {sessions}, {duplicates},
                COUNT(k.session_id)
         FROM {source} LEFT JOIN {costs} ON {cost_join}
+        {where}
         GROUP BY s.channel_name, s.event_date
         """  # noqa: S608 (constant SQL fragments only)
     )
@@ -167,6 +218,13 @@ def _pass_statements(key_filter: str) -> tuple[sa.TextClause, sa.TextClause]:
 _CREATE_GROUPS = (
     sa.text("CREATE TEMP TABLE gf_cost_groups (id INTEGER PRIMARY KEY, c, d)"),
     sa.text(f"{_GROUPS} INSERT INTO temp.gf_cost_groups (c, d) SELECT c, d FROM groups"),  # noqa: S608
+)
+_CREATE_WINDOW_GROUPS = (
+    _CREATE_GROUPS[0],
+    sa.text(
+        "INSERT INTO temp.gf_cost_groups (c, d) SELECT ch.value, dy.value "
+        "FROM json_each(:channels) ch, json_each(:days) dy ORDER BY ch.value, dy.value"
+    ),
 )
 
 # Sessions without a channel are not reported, only counted: one pass, in index order.
@@ -208,8 +266,16 @@ class CostScan:
     own steps are done, so no core idles and none is oversubscribed.
     """
 
-    def __init__(self, engine: sa.Engine, rules: InputRules, *, ranges: int | None = None):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        rules: InputRules,
+        *,
+        ranges: int | None = None,
+        window: Window | None = None,
+    ):
         self.engine = engine
+        self.window = window
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._rows: list[tuple] = []
         self._counts: dict[str, int] = {}
@@ -217,16 +283,20 @@ class CostScan:
         self._key_ranges = rules.dialect == "sqlite" and not (
             rules.sessions_dedupe or rules.costs_dedupe
         )
+        scope = window.params(rules.dialect) if window else {}
         if self._key_ranges:
-            with read_only(engine) as conn:
+            with read_only(engine) as conn:  # the ranges of the whole table, window or not
                 bounds = _range_bounds(conn, ranges)
             for key_filter, params in _passes(bounds):
                 for statement in _pass_statements(key_filter):
                     self._tasks.put(("groups", statement, params))
-            self._tasks.put(("groups", _NULL_CHANNEL, {}))
+            if window is None:
+                self._tasks.put(("groups", _NULL_CHANNEL, {}))
         else:
-            self._tasks.put(("groups", _single_statement(rules), {}))
-        if rules.sessions_dedupe or rules.costs_dedupe:
+            self._tasks.put(("groups", _single_statement(rules, window is not None), scope))
+        if window is not None:
+            pass  # orphaned cost rows are found by full scans only
+        elif rules.sessions_dedupe or rules.costs_dedupe:
             self._tasks.put(("orphans", _ORPHANS, {}))
         else:
             self._tasks.put(("cost_rows", _COST_ROWS, {}))
@@ -240,8 +310,12 @@ class CostScan:
         """Run passes until none are left, in one read transaction on one connection."""
         with read_only(self.engine) as conn:
             if self._key_ranges:  # a temp table, gone with the transaction's rollback
-                for statement in _CREATE_GROUPS:
-                    conn.execute(statement)
+                if self.window is None:
+                    for statement in _CREATE_GROUPS:
+                        conn.execute(statement)
+                else:
+                    for statement in _CREATE_WINDOW_GROUPS:
+                        conn.execute(statement, self.window.params("sqlite"))
             while True:
                 try:
                     kind, statement, params = self._tasks.get_nowait()
@@ -282,6 +356,8 @@ class CostScan:
 
     def orphans(self) -> int:
         """Cost rows whose session_id is in no session, once every pass has run."""
+        if self.window is not None:
+            return 0  # not looked for
         if "orphans" in self._counts:
             return self._counts["orphans"]
         return self._counts.get("cost_rows", 0) - sum(int(row[5]) for row in self._rows)
@@ -310,12 +386,13 @@ def aggregate_costs(
     *,
     ranges: int | None = None,
     workers: int | None = None,
+    window: Window | None = None,
 ) -> CostStats:
     """Stage the run's costs per (channel_name, event_date) in ``gf_cost_days`` using
     ``workers`` threads (default: one per core, at most :data:`MAX_WORKERS`); returns the
     number of groups and the orphaned cost rows. ``ranges`` overrides the number of SQLite
-    key ranges."""
-    scan = CostScan(engine, rules, ranges=ranges)
+    key ranges; ``window`` restricts the scan to its groups."""
+    scan = CostScan(engine, rules, ranges=ranges, window=window)
     threads = max(1, min(workers or default_workers(), scan.passes))
     with ThreadPoolExecutor(threads, "gf-costs") as pool:
         for future in [pool.submit(scan.work) for _ in range(threads)]:

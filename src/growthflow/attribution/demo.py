@@ -6,7 +6,9 @@ channels have no cost row or a NULL cost), engagement flags mostly 1. Some users
 twice (their journeys share sessions) and about 2 % of conversions have no earlier session.
 
 Larger scales repeat the scale-1 shape in independent units drawn from the same seed, so a
-scale-100 database is generated in bounded memory and the output is deterministic.
+scale-100 database is generated in bounded memory and the output is deterministic. ``days``
+spreads the data over more (or fewer) days at the same daily volume: 60 days at scale 1 is
+six times the rows of 10 days.
 """
 
 from __future__ import annotations
@@ -74,10 +76,12 @@ def _split_timestamps(seconds: np.ndarray) -> tuple[list[str], list[str]]:
     return dates.tolist(), times.tolist()
 
 
-def _unit(rng: np.random.Generator, n_sessions: int, n_conversions: int) -> tuple[list, list, list]:
-    """One unit of data: (session rows, conversion rows, cost rows)."""
+def _unit(
+    rng: np.random.Generator, n_sessions: int, n_conversions: int, days: int = DAYS
+) -> tuple[list, list, list]:
+    """One unit of data over ``days`` days: (session rows, conversion rows, cost rows)."""
     t0 = int(np.datetime64(FIRST_DAY, "s").astype(np.int64))
-    t1 = t0 + DAYS * 86_400
+    t1 = t0 + days * 86_400
     names = np.array([c[0] for c in CHANNELS], dtype=object)
     share = np.array([c[1] for c in CHANNELS])
     share /= share.sum()
@@ -188,11 +192,15 @@ def generate_demo_data(
     scale: float = 1.0,
     seed: int = 42,
     force: bool = False,
+    days: int = DAYS,
     on_unit: Callable[[int, int], None] | None = None,
 ) -> DemoStats:
-    """Fill the input tables with demo data (replacing them only with ``force``)."""
+    """Fill the input tables with demo data (replacing them only with ``force``): ``scale``
+    times the scale-1 volume per day, over ``days`` days from 2023-09-01."""
     if scale <= 0:
         raise ValueError("scale must be positive")
+    if days < 1:
+        raise ValueError("days must be at least 1")
     with translate_errors(engine):
         inputs = [t.name for t in schema.INPUT_TABLES]
         missing = set(missing_tables(engine, inputs))
@@ -216,16 +224,18 @@ def generate_demo_data(
             # ~10 s, scale 10 314 s -> 129 s; same rows).
             for table in schema.INPUT_TABLES:
                 conn.execute(sa.schema.CreateTable(table))
-        units = max(1, math.ceil(scale))
+        volume = scale * days / DAYS  # in scale-1 units of 10 days
+        units = max(1, math.ceil(volume))
         stats = DemoStats()
         seeds = np.random.SeedSequence(seed).spawn(units)
         for i, unit_seed in enumerate(seeds):
             rng = np.random.default_rng(unit_seed)
-            fraction = scale / units
+            fraction = volume / units
             sessions, conversions, costs = _unit(
                 rng,
                 max(1, round(SESSIONS_PER_UNIT * fraction)),
                 max(2, round(CONVERSIONS_PER_UNIT * fraction)),
+                days,
             )
             with engine.begin() as conn:
                 stats.sessions += bulk_insert(conn, schema.session_sources, sessions)

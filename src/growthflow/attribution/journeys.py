@@ -16,6 +16,7 @@ from functools import cache
 import sqlalchemy as sa
 
 from growthflow.attribution import schema
+from growthflow.attribution.report import mark_stale
 from growthflow.attribution.rules import InputRules
 from growthflow.sql import collate_c
 
@@ -167,6 +168,7 @@ def build_journeys(
         if rules.dialect == "postgresql":
             conn.execute(sa.text("ANALYZE gf_journey_sessions"))
         no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
+        mark_stale(conn, no_journey)  # their report days lose that attribution
         for table in schema.ATTRIBUTION_TABLES:
             conn.execute(sa.delete(table).where(table.c.conv_id.in_(no_journey)))
         row = conn.execute(

@@ -31,7 +31,14 @@ from growthflow.attribution.journeys import build_journeys, clear_staging
 from growthflow.attribution.models import JourneyBatch, get_model
 from growthflow.attribution.providers import LocalProvider, Provider
 from growthflow.attribution.quality import SkippedRows, check_costs, check_inputs, log_skipped
-from growthflow.attribution.report import rebuild_channel_reporting
+from growthflow.attribution.report import (
+    ReportStats,
+    full_channel_reporting,
+    rebuild_channel_reporting,
+    refresh_channel_reporting,
+    report_is_empty,
+    window_days,
+)
 from growthflow.attribution.rules import InputRules
 from growthflow.attribution.runs import end_heartbeat, heartbeat, reclaim_abandoned, utc_now
 from growthflow.database import read_only, translate_errors
@@ -58,6 +65,10 @@ class RunConfig(BaseModel):
     max_journey_sessions: int = Field(default=100, ge=1)
     lookback_days: int | None = Field(default=None, ge=1)
     provider: Literal["local", "ihc-api"] = "local"
+    # The report: rebuilt whole, or (by default, once there is one) refreshed for the days the
+    # run touched and the cost window [start - report_window_days, end].
+    full_report: bool = False
+    report_window_days: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -91,6 +102,7 @@ class RunSummary:
     batches: int = 0
     rows_written: int = 0
     report_rows: int = 0
+    report_days: int | None = None  # days of channel_reporting refreshed; None: rebuilt whole
     csv_rows: int | None = None
     api: ApiStats | None = None
     skipped: list[SkippedRows] = field(default_factory=list)
@@ -177,9 +189,12 @@ def run_attribution(
     ``api`` configures the IHC API when ``config.provider`` is ``ihc-api``; the local
     provider runs ``config.model`` unless another ``provider`` object is given.
 
-    The cost aggregation of the report reads only the input tables, so it runs on a second
+    The cost aggregation of a full report reads only the input tables, so it runs on a second
     connection while journeys are built and attributed (the two steps an Airflow DAG would
-    run as parallel tasks). ``on_plan(n_batches)`` and ``on_batch(batch)`` report progress.
+    run as parallel tasks). Without ``config.full_report`` (and once ``channel_reporting`` has
+    rows) the report is refreshed for the days the run touched
+    (:func:`growthflow.attribution.report.refresh_channel_reporting`) and the input checks
+    read what the run reads. ``on_plan(n_batches)`` and ``on_batch(batch)`` report progress.
     """
     if config.provider == "ihc-api" and api is None:
         raise ConfigError("the ihc-api provider needs an API key and a conv_type_id")
@@ -193,14 +208,29 @@ def run_attribution(
             schema.init_db(engine, inputs=False)
             reclaim_abandoned(engine)
             rules = InputRules.for_engine(engine)
+            config = with_report_mode(engine, config)
             start_run(engine, run_id, config)
         status = "failed"
         try:
             with heartbeat(engine, run_id):  # a killed run is told from a live one
-                # The whole-table reads (the cost table's check and the cost scan) do not depend
-                # on the journeys, so they run beside them on the other cores, and the main
-                # thread joins the scan when its own steps are done. Leaving this block waits
-                # for them, also after a failure, so nothing is staged after the run cleaned up.
+                if not config.full_report:
+                    _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
+                    with _timed(summary, "report"):
+                        days = window_days(config.start, config.end, config.report_window_days)
+                        report = refresh_channel_reporting(engine, run_id, rules, days)
+                    summary.report_rows, summary.report_days = report.rows, report.days
+                    summary.skipped += report.skipped
+                    log_skipped(summary.skipped)
+                    if csv_path is not None:
+                        with _timed(summary, "export"):
+                            summary.csv_rows = export_csv(engine, csv_path)
+                    status = "succeeded"
+                    return summary
+                # A full report. The whole-table reads (the cost table's check and the cost
+                # scan) do not depend on the journeys, so they run beside them on the other
+                # cores, and the main thread joins the scan when its own steps are done. Leaving
+                # this block waits for them, also after a failure, so nothing is staged after
+                # the run cleaned up.
                 started = time.perf_counter()
                 scan = CostScan(engine, rules)
                 background = max(1, default_workers() - 1)
@@ -247,7 +277,9 @@ def _run_steps(
     """Check inputs, build journeys, plan batches and attribute them."""
     run_id = summary.run_id
     with _timed(summary, "check inputs"):
-        summary.skipped = check_inputs(engine, rules, config.start, config.end)
+        summary.skipped = check_inputs(
+            engine, rules, config.start, config.end, full=config.full_report
+        )
     with _timed(summary, "journeys"):
         stats = build_journeys(
             engine,
@@ -289,6 +321,32 @@ def _run_steps(
         else:
             attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
             summary.rows_written = attributed.rows_written
+
+
+def update_report(engine: sa.Engine, *, full: bool = False) -> ReportStats:
+    """``growthflow attribution report``: refresh the stale days of channel_reporting, or
+    (``full``, or when it has no rows) rebuild all of it, without attributing anything."""
+    run_id = "report-" + new_run_id()
+    with translate_errors(engine):
+        schema.init_db(engine, inputs=False)
+        rules = InputRules.for_engine(engine)
+        try:
+            if full or report_is_empty(engine):
+                report = full_channel_reporting(engine, run_id, rules)
+            else:
+                report = refresh_channel_reporting(engine, run_id, rules)
+        finally:
+            with engine.begin() as conn:
+                clear_staging(conn, run_id)
+    log_skipped(report.skipped)
+    return report
+
+
+def with_report_mode(engine: sa.Engine, config: RunConfig) -> RunConfig:
+    """The config with ``full_report`` set when there is no report to refresh yet."""
+    if config.full_report or not report_is_empty(engine):
+        return config
+    return config.model_copy(update={"full_report": True})
 
 
 def _finish_quietly(engine: sa.Engine, summary: RunSummary, status: str) -> None:

@@ -1,8 +1,10 @@
 """Count the input rows the pipeline skips, per table and reason, with a few example ids.
 
-Journeys only ever read the sessions of users who convert in the run's range, so that is the
-scope of the session check here (one index lookup per converting user, not a table scan).
-The report's full scan of ``session_sources`` counts what the report itself cannot use.
+A check reads what the run reads. Journeys only ever read the sessions of users who convert
+in the run's range, so that is the scope of the session check (one index lookup per
+converting user, not a table scan). A run with a full report checks every conversion and cost
+row; an incremental one the conversions of its range and the cost rows of the sessions of its
+report window. The report's own scan counts the sessions it cannot use.
 """
 
 from __future__ import annotations
@@ -90,8 +92,11 @@ def count_skipped(
     ]
 
 
-def check_inputs(engine: sa.Engine, rules: InputRules, start: date, end: date) -> list[SkippedRows]:
-    """All conversions (a small table) and the sessions of users converting in [start, end]."""
+def check_inputs(
+    engine: sa.Engine, rules: InputRules, start: date, end: date, *, full: bool = True
+) -> list[SkippedRows]:
+    """The conversions (all of them, or with ``full=False`` those dated in [start, end]) and
+    the sessions of users converting in [start, end]."""
     users = "SELECT DISTINCT c.user_id FROM conversions c WHERE c.conv_date BETWEEN :start AND :end"
     if rules.dialect == "postgresql":
         # Per-user index lookups. OFFSET 0 keeps PostgreSQL from flattening the LATERAL back
@@ -102,22 +107,41 @@ def check_inputs(engine: sa.Engine, rules: InputRules, start: date, end: date) -
         )
     else:
         converting_users_sessions = f"SELECT * FROM session_sources WHERE user_id IN ({users})"  # noqa: S608
+    in_range = {"start": start.isoformat(), "end": end.isoformat()}
     with read_only(engine) as conn:
-        skipped = count_skipped(conn, rules.conversions("c"))
+        if full:
+            skipped = count_skipped(conn, rules.conversions("c"))
+        else:
+            skipped = count_skipped(
+                conn,
+                rules.conversions("c"),
+                rows="SELECT * FROM conversions WHERE conv_date BETWEEN :start AND :end",
+                params=in_range,
+            )
         skipped += count_skipped(
             conn,
             rules.sessions("s"),
             rows=converting_users_sessions,
-            params={"start": start.isoformat(), "end": end.isoformat()},
+            params=in_range,
         )
     return skipped
 
 
-def check_costs(engine: sa.Engine, rules: InputRules) -> list[SkippedRows]:
-    """The whole of ``session_costs``: a full scan, which the pipeline runs beside the
-    journeys, together with the cost aggregation."""
+def check_costs(engine: sa.Engine, rules: InputRules, window=None) -> list[SkippedRows]:
+    """The whole of ``session_costs`` (a full scan, which the pipeline runs beside the
+    journeys, together with the cost aggregation), or with a report ``window``
+    (:class:`growthflow.attribution.costs.Window`) the cost rows of its sessions."""
     with read_only(engine) as conn:
-        return count_skipped(conn, rules.costs("k"))
+        if window is None:
+            return count_skipped(conn, rules.costs("k"))
+        sessions = "session_sources s"
+        if rules.dialect == "sqlite":
+            sessions += " INDEXED BY gf_ix_session_sources_channel_day"
+        rows = (
+            "SELECT * FROM session_costs WHERE session_id IN "  # noqa: S608 (constant SQL)
+            f"(SELECT s.session_id FROM {sessions} WHERE {window.sessions('s', rules.dialect)})"
+        )
+        return count_skipped(conn, rules.costs("k"), rows=rows, params=window.params(rules.dialect))
 
 
 def log_skipped(skipped: list[SkippedRows]) -> None:

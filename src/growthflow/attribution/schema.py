@@ -162,6 +162,15 @@ cost_days = sa.Table(
 
 STAGING_TABLES = (journeys, journey_sessions, batches, cost_days)
 
+# Days whose channel_reporting rows may be stale: the event dates of the sessions of every
+# attribution replaced or deleted (old and new), written in the same transaction as the
+# attribution; the next report refreshes them and deletes them in one transaction.
+report_days = sa.Table(
+    "gf_report_days",
+    metadata,
+    sa.Column("event_date", TEXT, primary_key=True),
+)
+
 # Indexes growthflow adds to the user's tables (never columns or rows). The journey query
 # looks sessions up by user in time order, and conversions by date.
 USER_TABLE_INDEXES = (
@@ -182,6 +191,14 @@ USER_TABLE_INDEXES = (
     # Covering index: the report looks up every session's cost, and with the cost in the
     # index SQLite needs one B-tree search per session instead of two.
     sa.Index("gf_ix_session_costs_cost", session_costs.c.session_id, session_costs.c.cost),
+    # Covering index by session: an incremental report sums the attribution of the sessions
+    # of a few days, found by session_id.
+    sa.Index(
+        "gf_ix_attribution_customer_journey_session",
+        attribution_customer_journey.c.session_id,
+        attribution_customer_journey.c.conv_id,
+        attribution_customer_journey.c.ihc,
+    ),
 )
 # Lookups by id (the orphan-cost check, the report's joins from the attribution): a table
 # created without a key gets an index on its id, so no query degrades into a scan per row.
