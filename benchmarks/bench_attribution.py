@@ -1,7 +1,12 @@
 """Time `growthflow attribution run` end to end (process start to CSV written) on demo data.
 
     python benchmarks/bench_attribution.py [--scales 1 10] [--repeat 3] [--model ihc]
+                                           [--history-days 10 60 | --history-days]
                                            [--postgres postgresql+psycopg://postgres@127.0.0.1/db]
+
+The history part times a daily run (the last day, after a run over the days before built the
+report) on databases of the same daily volume (scale 1) and different lengths of history,
+and prints the ratio of the longest to the shortest: a daily run must cost a day's work.
 
 Demo databases are generated once into benchmarks/.data/ (SQLite) or into the schemas
 bench_scale<N> of the given PostgreSQL database, and kept between runs (scale 10 takes a few
@@ -14,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sqlite3
 import statistics
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,18 +33,22 @@ DATA = HERE / ".data"
 BIN = [sys.executable, "-m", "growthflow"]
 
 
-def ensure_demo(scale: float, postgres: str | None = None) -> list[str]:
-    """The --db/--schema arguments of a demo database at ``scale`` (generated if missing)."""
+def ensure_demo(scale: float, postgres: str | None = None, days: int = 10) -> list[str]:
+    """The --db/--schema arguments of a demo database at ``scale`` over ``days`` days
+    (generated if missing)."""
+    name = f"scale{scale:g}" + ("" if days == 10 else f"_{days}d")
     if postgres:
-        target = ["--db", postgres, "--schema", f"bench_scale{scale:g}".replace(".", "_")]
+        target = ["--db", postgres, "--schema", f"bench_{name}".replace(".", "_")]
     else:
-        path = DATA / f"demo_scale{scale:g}.db"
-        target = ["--db", f"sqlite:///{path}"]
-    if sessions_in(target) != round(450_000 * scale):  # missing, or cut short earlier
+        target = ["--db", f"sqlite:///{DATA / f'demo_{name}.db'}"]
+    volume = scale * days / 10
+    units = max(1, math.ceil(volume))
+    if sessions_in(target) != units * round(450_000 * volume / units):  # missing, or cut short
         DATA.mkdir(exist_ok=True)
-        print(f"generating demo data at scale {scale:g} into {' '.join(target)} ...", flush=True)
+        print(f"generating demo data ({name}) into {' '.join(target)} ...", flush=True)
         subprocess.run(
-            [*BIN, "attribution", "demo-data", *target, "--scale", str(scale), "--force"],
+            [*BIN, "attribution", "demo-data", *target, "--scale", str(scale), "--force"]
+            + ["--days", str(days)],
             check=True,
         )
     return target
@@ -71,7 +82,9 @@ def sessions_in(target: list[str]) -> int:
         engine.dispose()
 
 
-def timed_run(target: list[str], model: str, csv: Path) -> dict:
+def timed_run(
+    target: list[str], model: str, csv: Path, start: str = "2023-09-01", end: str = "2023-09-10"
+) -> dict:
     cmd = [
         sys.executable,
         str(HERE / "_measure.py"),
@@ -80,9 +93,9 @@ def timed_run(target: list[str], model: str, csv: Path) -> dict:
         "run",
         *target,
         "--start",
-        "2023-09-01",
+        start,
         "--end",
-        "2023-09-10",
+        end,
         "--model",
         model,
         "--csv",
@@ -98,12 +111,40 @@ def timed_run(target: list[str], model: str, csv: Path) -> dict:
     return result
 
 
+def bench_history(history: list[int], repeat: int, model: str, postgres: str | None) -> None:
+    """A daily run on databases with ``history`` days of the same daily volume."""
+    first = date(2023, 9, 1)
+    medians = {}
+    for days in history:
+        target = ensure_demo(1.0, postgres, days)
+        last = first + timedelta(days=days - 1)
+        csv = DATA / f"out_{days}d.csv"
+        # the report exists (built over the earlier days): the daily runs refresh it
+        timed_run(target, model, csv, first.isoformat(), (last - timedelta(days=1)).isoformat())
+        runs = [
+            timed_run(target, model, csv, last.isoformat(), last.isoformat()) for _ in range(repeat)
+        ]
+        medians[days] = statistics.median(r["wall_s"] for r in runs)
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in runs[-1]["steps"].items())
+        print(
+            f"{days:>3} days ({sessions_in(target):,} sessions): daily run {last}, median "
+            f"{medians[days]:.2f} s of {repeat} (last: {steps})",
+            flush=True,
+        )
+    if len(medians) > 1:
+        short, long = min(medians), max(medians)
+        print(f"daily run, {long} / {short} days of history: {medians[long] / medians[short]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", default="ihc")
     parser.add_argument("--postgres", help="benchmark this PostgreSQL database instead of SQLite")
+    parser.add_argument(
+        "--history-days", nargs="*", type=int, default=[10, 60], help="none: skip that part"
+    )
     args = parser.parse_args()
     rows = []
     for scale in args.scales:
@@ -127,6 +168,9 @@ def main() -> None:
             f"{scale:>5g} {sessions:>10,} {best['journeys']:>9,} {best['wall_s']:>7.2f} "
             f"{median:>8.2f} {sessions / best['wall_s']:>11,.0f} {peak:>8.0f}"
         )
+    if args.history_days:
+        print()
+        bench_history(args.history_days, args.repeat, args.model, args.postgres)
 
 
 if __name__ == "__main__":

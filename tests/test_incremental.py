@@ -43,7 +43,7 @@ def rebuilt(db) -> dict:
     as they were."""
     saved = {
         t: db.rows(f"SELECT * FROM {t.name}")
-        for t in (schema.channel_reporting, schema.report_days)
+        for t in (schema.channel_reporting, schema.report_keys)
     }
     update_report(db.engine, full=True)
     after = report(db)
@@ -129,7 +129,7 @@ def test_an_incremental_run_equals_a_full_rebuild(db, seed):
     assert run(db, 0, 0).without_journey >= 1
     assert not db.rows("SELECT 1 FROM attribution_customer_journey WHERE conv_id = :c", c=cid)
     assert report(db) == rebuilt(db)
-    assert db.rows("SELECT * FROM gf_report_days") == []
+    assert db.rows("SELECT * FROM gf_report_keys") == []
 
 
 def test_costs_outside_the_window_need_a_full_report(db, tmp_path):
@@ -186,7 +186,9 @@ class FailingProvider(LocalProvider):
         return super().attribute(batch)
 
 
-def test_a_run_that_dies_before_its_report_is_caught_up_by_the_next(db):
+def test_a_run_that_dies_before_its_report_is_caught_up_by_the_next(db, monkeypatch):
+    # one batch per transaction: the first batch's attribution commits before the failure
+    monkeypatch.setattr("growthflow.attribution.attribute.ROWS_PER_TRANSACTION", 1)
     history = History(3)
     for n in range(5):
         db.load(*history.day(n, users=25))
@@ -195,7 +197,7 @@ def test_a_run_that_dies_before_its_report_is_caught_up_by_the_next(db):
     with pytest.raises(RuntimeError, match="provider down"):
         run_attribution(db.engine, cfg, provider=FailingProvider())
     assert report(db) != rebuilt(db)  # the first batch's attribution changed, not the report
-    assert db.rows("SELECT * FROM gf_report_days")  # ... and its days wait
+    assert db.rows("SELECT * FROM gf_report_keys")  # ... and its days wait
     db.load(*history.day(5))
     run(db, 5, 5)  # another range: it refreshes the waiting days too
     assert report(db) == rebuilt(db)
@@ -219,3 +221,34 @@ def test_the_work_of_a_daily_run_follows_the_day_not_the_history(tmp_path):
     read the whole history (the work grew about 4x)."""
     short, long = _work_of_a_daily_run(tmp_path, 4), _work_of_a_daily_run(tmp_path, 16)
     assert long / short < 1.5, (short, long)
+
+
+def test_a_failing_batch_rolls_back_its_whole_transaction(db):
+    """Local models write whole batches per transaction (issue 11 item 4): a failure leaves
+    every conversion with its old attribution, never a mix."""
+    history = History(4)
+    for n in range(4):
+        db.load(*history.day(n, users=25))
+    run(db, 0, 3)
+    before = db.attribution()
+    cfg = RunConfig.build(start=DAY0, end=DAY0 + timedelta(days=3), max_journeys=3)
+    with pytest.raises(RuntimeError, match="provider down"):
+        run_attribution(db.engine, cfg, provider=FailingProvider())
+    assert db.attribution() == before
+    assert db.rows("SELECT * FROM gf_report_keys") == []
+
+
+def test_a_database_attributed_by_an_earlier_version_gets_its_attribution_keys(db):
+    """gf_attribution_keys is new: a database attributed before it existed has it filled from
+    attribution_customer_journey, so a later incremental run still finds the old groups."""
+    history = History(9)
+    for n in range(5):
+        db.load(*history.day(n))
+    run(db, 0, 4)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE gf_attribution_keys"))
+    run(db, 1, 2, model="first-touch")  # replaces attribution on old days
+    assert db.rows("SELECT count(*) FROM gf_attribution_keys") == db.rows(
+        "SELECT count(*) FROM attribution_customer_journey"
+    )
+    assert report(db) == rebuilt(db)

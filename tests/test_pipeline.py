@@ -40,7 +40,13 @@ def config(**kw):
     return RunConfig.build(start=date(2023, 9, 1), end=date(2023, 9, 30), **kw)
 
 
-def test_a_failed_run_is_recorded_keeps_stored_batches_and_leaves_no_staging(db):
+@pytest.mark.parametrize("rows_per_transaction", [1, 250_000])
+def test_a_failed_run_is_recorded_keeps_stored_batches_and_leaves_no_staging(
+    db, monkeypatch, rows_per_transaction
+):
+    monkeypatch.setattr(
+        "growthflow.attribution.attribute.ROWS_PER_TRANSACTION", rows_per_transaction
+    )
     load_three_users(db)
     provider = FailingProvider()
     with pytest.raises(RuntimeError, match="provider crashed"):
@@ -48,8 +54,10 @@ def test_a_failed_run_is_recorded_keeps_stored_batches_and_leaves_no_staging(db)
     assert db.rows("SELECT status FROM gf_runs") == [("failed",)]
     for table in ("gf_journeys", "gf_journey_sessions", "gf_batches", "gf_cost_days"):
         assert db.rows(f"SELECT count(*) FROM {table}") == [(0,)]
-    # The first batch was stored in its own transaction; nothing partial of the others.
-    assert len(db.attribution()) == 1
+    # Whole batches per transaction: with one batch per transaction the first batch is
+    # stored; with the default the first two share the failed one's transaction. Nothing
+    # partial either way.
+    assert len(db.attribution()) == (1 if rows_per_transaction == 1 else 0)
     summary = run_attribution(db.engine, config(max_journeys=1))
     assert summary.batches == 3 and len(db.attribution()) == 3
 

@@ -256,5 +256,14 @@ def bulk_insert(
     return written
 
 
+def insert_ignore(conn: sa.Connection, table: sa.Table):
+    """INSERT that skips rows whose key exists (ON CONFLICT DO NOTHING on both databases; on
+    SQLite an INSERT ... SELECT needs a WHERE in its SELECT to parse)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
 def is_postgres(engine_or_conn: Engine | sa.Connection) -> bool:
     return engine_or_conn.dialect.name == "postgresql"

@@ -256,7 +256,11 @@ def report(
 
     t0 = time.perf_counter()
     stats = update_report(_engine(db, schema), full=full)
-    what = "rebuilt" if stats.days is None else f"{stats.days:,} day(s) refreshed"
+    what = (
+        "rebuilt"
+        if stats.days is None
+        else f"{stats.groups:,} (channel, day) groups on {stats.days:,} day(s) refreshed"
+    )
     console.print(
         f"channel_reporting: {what}, {stats.rows:,} rows, {time.perf_counter() - t0:.2f} s"
     )
@@ -326,10 +330,13 @@ def _summary_table(summary, csv: Path | None, total_seconds: float):
         ("channel_reporting rows", summary.report_rows),
     ):
         table.add_row(label, f"{value:,}")
-    table.add_row(
-        "channel_reporting",
-        "rebuilt" if summary.report_days is None else f"{summary.report_days:,} day(s) refreshed",
-    )
+    if summary.report_days is None:
+        table.add_row("channel_reporting", "rebuilt")
+    else:
+        table.add_row(
+            "channel_reporting refreshed",
+            f"{summary.report_groups:,} (channel, day) groups on {summary.report_days:,} day(s)",
+        )
     if csv is not None:
         table.add_row(f"CSV rows ({csv})", f"{summary.csv_rows:,}")
     if summary.api is not None:

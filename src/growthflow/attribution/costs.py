@@ -13,8 +13,8 @@ day) group, only the sessions of its key range (an index range in
 ``gf_ix_session_sources_channel_day``), so all its cost lookups land in one narrow slice of
 ``gf_ix_session_costs_cost`` that stays in the CPU and page caches; the groups are found with
 index seeks, never a scan or a sort. Passes run on a few threads, each on its own read-only
-connection. Partial sums are combined with :func:`math.fsum`, which is exact, so the result
-does not depend on the order in which passes finish.
+connection. Costs are summed exactly, as integer millionths, so the result does not depend on
+how the scan is cut or in which order passes finish.
 
 Keyless tables (where duplicate ids must be excluded, which needs a full scan anyway) use the
 single-statement plan on SQLite too.
@@ -23,10 +23,10 @@ Cost rows whose ``session_id`` is in no session cannot be reported; they are cou
 cost rows minus those the scan matched) and reported with example ids, never dropped
 silently.
 
-An incremental report (:class:`Window`) aggregates only the sessions of a few days: the same
-passes over the same key ranges, for the groups (channel, day) of those days only, so each
-group's cost is bit for bit the one a full scan gives. Orphaned cost rows and sessions
-without a channel are counted by full scans only.
+An incremental report (:class:`Window`) aggregates only the sessions of its (channel, day)
+groups, in one pass (its lookups are few); with exact sums each group's cost is bit for bit
+the one a full scan gives. Orphaned cost rows and sessions without a channel are counted by
+full scans only.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from functools import cache
 import sqlalchemy as sa
 
 from growthflow.attribution import schema
-from growthflow.attribution.quality import SkippedRows, examples
+from growthflow.attribution.quality import EXAMPLES, SkippedRows, examples
 from growthflow.attribution.rules import InputRules
 from growthflow.database import bulk_insert, read_only
-from growthflow.sql import exact_sum, in_list, list_param, number
+from growthflow.sql import number
 
 # Sessions per key range: small enough that a range's slice of the cost index stays cached,
 # large enough that the per-pass index seeks (two per group) cost little.
@@ -103,28 +103,33 @@ _KEY_FILTERS = {
 }
 
 Group = tuple[object, object]
+BAD_COST = "cost negative or not a number"  # the reason of quality.check_costs
 
 
 @dataclass(frozen=True)
 class Window:
-    """The (channel, event_date) groups an incremental report refreshes: every channel on
-    each of ``days``."""
+    """The (channel, event_date) groups an incremental report refreshes, staged in
+    ``gf_report_window`` under ``run_id`` (:func:`growthflow.attribution.report.stage_window`)."""
 
-    channels: tuple[str, ...]
-    days: tuple[str, ...]
+    run_id: str
+    groups: int = 0
+    days: int = 0
+    cost_groups: int = 0  # the groups whose costs are computed again
 
-    def params(self, dialect: str) -> dict:
-        return {
-            "channels": list_param(self.channels, dialect),
-            "days": list_param(self.days, dialect),
-        }
+    def params(self) -> dict:
+        return {"window": self.run_id}
 
     @staticmethod
-    def sessions(alias: str, dialect: str) -> str:
-        """SQL true for the sessions of the window (index seeks on the channel-day index)."""
+    def sessions(dialect: str) -> str:
+        """FROM clause: the window's groups ``w`` and their sessions ``s`` (index seeks on the
+        channel-day index, group by group)."""
+        # SQLite: CROSS JOIN fixes the join order (groups first), INDEXED BY the index
+        sqlite = dialect == "sqlite"
+        indexed = " INDEXED BY gf_ix_session_sources_channel_day" if sqlite else ""
         return (
-            f"{in_list(f'{alias}.channel_name', 'channels', dialect)} "
-            f"AND {in_list(f'{alias}.event_date', 'days', dialect)}"
+            f"gf_report_window w {'CROSS JOIN' if sqlite else 'JOIN'} session_sources s{indexed} "
+            "ON w.run_id = :window AND w.costs = 1 AND s.channel_name = w.channel_name "
+            "AND s.event_date = w.event_date"
         )
 
 
@@ -148,13 +153,22 @@ def channels_of(conn: sa.Connection) -> tuple[str, ...]:
     return tuple(conn.execute(sa.text(_CHANNELS.format(indexed=indexed))).scalars())
 
 
+MICROS = 1_000_000  # costs are summed exactly, in integer millionths
+
+
 def _usable_cost(
     cost: str = number("k.cost", "sqlite"), also: str = "", dialect: str = "sqlite"
 ) -> str:
+    """A session's cost in integer millionths (rounded half up, in double arithmetic on both
+    databases, so both give the same integers). Money is summed exactly: integer sums do not
+    depend on the order of the rows or on how the scan is cut into passes."""
     # Costs that are negative or not finite numbers count as 0 (quality.check_costs counts
     # them as bad rows); `cost` reads k.cost as a number (numbers written as text too).
     # SQLite's max() is NULL when its argument is; GREATEST ignores a NULL, 0 instead.
-    usable = f"max({cost}, 0)" if dialect == "sqlite" else f"GREATEST({cost}, 0)"
+    if dialect == "sqlite":  # CAST truncates: the floor of a value >= 0
+        usable = f"CAST(max({cost}, 0) * {MICROS} + 0.5 AS INTEGER)"
+    else:
+        usable = f"CAST(floor(GREATEST({cost}, 0) * {MICROS} + 0.5) AS bigint)"
     if not also:
         return usable
     return f"CASE WHEN {also} THEN {usable} END"
@@ -163,7 +177,8 @@ def _usable_cost(
 @cache
 def _single_statement(rules: InputRules, window: bool = False) -> sa.TextClause:
     """The whole aggregation as one statement (PostgreSQL, and SQLite with keyless tables);
-    with ``window``, of the sessions of the :class:`Window` bound as parameters."""
+    with ``window``, of the sessions of the :class:`Window` bound as a parameter. The last
+    column counts the cost rows that are negative or not numbers."""
     sqlite = rules.dialect == "sqlite"
     also, sessions, duplicates = "", "COUNT(*)", "0"
     if rules.sessions_dedupe:  # a keyless table: rows sharing a session_id are not reported
@@ -175,32 +190,43 @@ def _single_statement(rules: InputRules, window: bool = False) -> sa.TextClause:
     if rules.costs_dedupe:  # a keyless cost table: duplicated session_ids count as 0
         cost_join += " AND " + dict(rules.costs("k").rules)["duplicate session_id"]
     cost = _usable_cost(rules.number("session_costs", "k", "cost"), also, rules.dialect)
-    cost_sum = f"TOTAL({cost})" if sqlite else f"COALESCE({exact_sum(cost, rules.dialect)}, 0)"
+    if sqlite:  # an integer below 2**53 converts exactly; the division rounds once
+        cost_sum = f"COALESCE(SUM({cost}), 0) / {MICROS}.0"
+    else:  # SUM(bigint) is numeric; dividing by a power of ten is exact
+        cost_sum = f"CAST(COALESCE(SUM({cost}), 0) / {MICROS}.0 AS double precision)"
     source = _SESSIONS if sqlite else "session_sources s"
+    if window:
+        source = Window.sessions(rules.dialect)
     costs = _COSTS if sqlite else "session_costs k"
-    where = f"WHERE {Window.sessions('s', rules.dialect)}" if window else ""
+    bad = f"SUM(CASE WHEN {_bad_cost(rules)} THEN 1 ELSE 0 END)"
     return sa.text(
         f"""
         SELECT s.channel_name, s.event_date, {cost_sum}, {sessions}, {duplicates},
-               COUNT(k.session_id)
+               COUNT(k.session_id), {bad}
         FROM {source} LEFT JOIN {costs} ON {cost_join}
-        {where}
         GROUP BY s.channel_name, s.event_date
         """  # noqa: S608 (constant SQL fragments only)
     )
 
 
+def _bad_cost(rules: InputRules) -> str:
+    """SQL true for a cost row ``k`` whose cost is negative or not a number."""
+    return f"NOT COALESCE({dict(rules.costs('k').rules)[BAD_COST]}, false)"
+
+
 @cache
 def _pass_statements(key_filter: str) -> tuple[sa.TextClause, sa.TextClause]:
     """One key-range pass on SQLite, as rows (channel, day, cost, sessions, 0, cost rows
-    matched) per group: one statement sums the costs and counts the matched cost rows, one
-    counts the sessions (from the index alone). The groups come from the connection's
-    ``temp.gf_cost_groups``, read in rowid order, so SQLite aggregates each group as it goes,
-    without sorting."""
+    matched, bad cost rows) per group: one statement sums the costs and counts the matched
+    (and the bad) cost rows, one counts the sessions (from the index alone). The groups come
+    from the connection's ``temp.gf_cost_groups``, read in rowid order, so SQLite aggregates
+    each group as it goes, without sorting."""
     where = f"s.channel_name = g.c AND s.event_date IS g.d AND {_KEY_FILTERS[key_filter]}"
+    bad = f"NOT COALESCE((k.cost IS NULL OR {number('k.cost', 'sqlite')} >= 0), false)"
     costs = sa.text(
         f"""
-        SELECT g.c, g.d, TOTAL({_usable_cost()}), 0, 0, COUNT(*)
+        SELECT g.c, g.d, COALESCE(SUM({_usable_cost()}), 0), 0, 0, COUNT(*),
+               SUM(CASE WHEN {bad} THEN 1 ELSE 0 END)
         FROM temp.gf_cost_groups g CROSS JOIN {_SESSIONS}
         JOIN {_COSTS} ON k.session_id = s.session_id
         WHERE {where} GROUP BY g.id
@@ -208,7 +234,7 @@ def _pass_statements(key_filter: str) -> tuple[sa.TextClause, sa.TextClause]:
     )
     sessions = sa.text(
         f"""
-        SELECT g.c, g.d, 0.0, (SELECT COUNT(*) FROM {_SESSIONS} WHERE {where}), 0, 0
+        SELECT g.c, g.d, 0, (SELECT COUNT(*) FROM {_SESSIONS} WHERE {where}), 0, 0, 0
         FROM temp.gf_cost_groups g
         """  # noqa: S608 (constant SQL fragments only)
     )
@@ -222,15 +248,17 @@ _CREATE_GROUPS = (
 _CREATE_WINDOW_GROUPS = (
     _CREATE_GROUPS[0],
     sa.text(
-        "INSERT INTO temp.gf_cost_groups (c, d) SELECT ch.value, dy.value "
-        "FROM json_each(:channels) ch, json_each(:days) dy ORDER BY ch.value, dy.value"
+        "INSERT INTO temp.gf_cost_groups (c, d) SELECT channel_name, event_date "
+        "FROM gf_report_window WHERE run_id = :window AND costs = 1 "
+        "ORDER BY channel_name, event_date"
     ),
 )
 
 # Sessions without a channel are not reported, only counted: one pass, in index order.
 _NULL_CHANNEL = sa.text(
     f"""
-    SELECT NULL, s.event_date, TOTAL({_usable_cost()}), COUNT(*), 0, COUNT(k.session_id)
+    SELECT NULL, s.event_date, COALESCE(SUM({_usable_cost()}), 0), COUNT(*), 0,
+           COUNT(k.session_id), 0
     FROM {_SESSIONS} LEFT JOIN {_COSTS} ON k.session_id = s.session_id
     WHERE s.channel_name IS NULL GROUP BY s.event_date
     """  # noqa: S608 (constant SQL fragments only)
@@ -275,6 +303,7 @@ class CostScan:
         window: Window | None = None,
     ):
         self.engine = engine
+        self.rules = rules
         self.window = window
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._rows: list[tuple] = []
@@ -283,10 +312,10 @@ class CostScan:
         self._key_ranges = rules.dialect == "sqlite" and not (
             rules.sessions_dedupe or rules.costs_dedupe
         )
-        scope = window.params(rules.dialect) if window else {}
+        scope = window.params() if window else {}
         if self._key_ranges:
-            with read_only(engine) as conn:  # the ranges of the whole table, window or not
-                bounds = _range_bounds(conn, ranges)
+            with read_only(engine) as conn:  # a window: ranges for its groups' share
+                bounds = _range_bounds(conn, ranges, window.cost_groups if window else None)
             for key_filter, params in _passes(bounds):
                 for statement in _pass_statements(key_filter):
                     self._tasks.put(("groups", statement, params))
@@ -315,7 +344,7 @@ class CostScan:
                         conn.execute(statement)
                 else:
                     for statement in _CREATE_WINDOW_GROUPS:
-                        conn.execute(statement, self.window.params("sqlite"))
+                        conn.execute(statement, self.window.params())
             while True:
                 try:
                     kind, statement, params = self._tasks.get_nowait()
@@ -339,19 +368,17 @@ class CostScan:
     def groups(self) -> list[tuple]:
         """(channel, day, cost, sessions, duplicates) per group, once every pass has run.
 
-        Partial costs are added with :func:`math.fsum`, exactly, so the result does not
-        depend on which thread ran which pass when.
+        Partial costs are integer millionths (or, from one statement, the final figure), so
+        the result does not depend on which thread ran which pass when.
         """
-        costs: dict[Group, list[float]] = defaultdict(list)
+        costs: dict[Group, list] = defaultdict(list)
         counts: dict[Group, list[int]] = defaultdict(lambda: [0, 0])
-        for channel, day, cost, sessions, duplicates, _matched in self._rows:
+        for channel, day, cost, sessions, duplicates, _matched, _bad in self._rows:
             costs[channel, day].append(cost)
             counts[channel, day][0] += sessions
             counts[channel, day][1] += duplicates
         return [
-            (c, d, math.fsum(costs[c, d]), n, dup)
-            for (c, d), (n, dup) in counts.items()
-            if n or dup
+            (c, d, _total(costs[c, d]), n, dup) for (c, d), (n, dup) in counts.items() if n or dup
         ]
 
     def orphans(self) -> int:
@@ -362,21 +389,51 @@ class CostScan:
             return self._counts["orphans"]
         return self._counts.get("cost_rows", 0) - sum(int(row[5]) for row in self._rows)
 
+    def bad_costs(self) -> list[SkippedRows]:
+        """The cost rows of a window's sessions whose cost is negative or not a number (a
+        full scan leaves their count to ``quality.check_costs``)."""
+        count = sum(int(row[6] or 0) for row in self._rows)
+        if self.window is None or self.rules.costs_dedupe or not count:
+            return []  # keyless cost tables: quality.check_costs reads the window
+        with read_only(self.engine) as conn:
+            ids = (
+                conn.execute(
+                    sa.text(
+                        f"SELECT k.session_id FROM {Window.sessions(self.rules.dialect)} "  # noqa: S608
+                        f"JOIN session_costs k ON k.session_id = s.session_id "
+                        f"WHERE {_bad_cost(self.rules)} LIMIT {EXAMPLES}"
+                    ),
+                    self.window.params(),
+                )
+                .scalars()
+                .all()
+            )
+        return [SkippedRows("session_costs", BAD_COST, count, [str(i) for i in ids])]
+
     def stage(self, run_id: str) -> CostStats:
         """Replace the run's ``gf_cost_days`` rows in one short transaction (the scan itself
-        never holds SQLite's write lock); report orphaned cost rows."""
+        never holds SQLite's write lock); report orphaned cost rows (a full scan) or bad cost
+        rows (a window)."""
         groups = self.groups()
         g = schema.cost_days
         with self.engine.begin() as conn:
             conn.execute(sa.delete(g).where(g.c.run_id == run_id))
             bulk_insert(conn, g, ((run_id, *row) for row in groups))
-        skipped = []
+        skipped = self.bad_costs()
         orphans = self.orphans()
         if orphans:
             with read_only(self.engine) as conn:
                 ids = examples(conn, "session_costs", "k", "session_id", _ORPHAN)
             skipped.append(SkippedRows("session_costs", ORPHAN_REASON, orphans, ids))
         return CostStats(len(groups), skipped)
+
+
+def _total(parts: list) -> float:
+    """A group's cost from its parts: integer millionths summed exactly and divided once
+    (correctly rounded), or the one figure a single statement gave."""
+    if len(parts) == 1 and isinstance(parts[0], float):
+        return parts[0]
+    return int(sum(int(p) for p in parts)) / MICROS
 
 
 def aggregate_costs(
@@ -411,12 +468,15 @@ def _passes(bounds: Sequence[str]) -> list[tuple[str, dict]]:
     return [*passes, ("null", {})]
 
 
-def _range_bounds(conn: sa.Connection, ranges: int | None) -> list[str]:
+def _range_bounds(
+    conn: sa.Connection, ranges: int | None, window_groups: int | None = None
+) -> list[str]:
     """Increasing session_id split points for about ``ranges`` ranges of equal session count.
 
     They are quantiles of a sample of sessions taken at evenly spaced rowids (an index seek
     each), so they are deterministic for the same table. Default: one range per
-    :data:`SESSIONS_PER_RANGE` sessions, fewer when there are many groups.
+    :data:`SESSIONS_PER_RANGE` sessions of the table, fewer when there are many groups (a window
+    of ``window_groups`` groups scans about that share of the sessions).
     """
     try:
         rows = conn.execute(sa.text("SELECT max(rowid) FROM session_sources")).scalar() or 0
@@ -424,9 +484,15 @@ def _range_bounds(conn: sa.Connection, ranges: int | None) -> list[str]:
         return []
     if ranges is None:
         n_groups = len(conn.execute(sa.text(f"{_GROUPS} SELECT 1 FROM groups")).all())  # noqa: S608
+        scanned = rows
+        if window_groups is not None:
+            scanned = rows * min(window_groups, n_groups) // max(n_groups, 1)
+            n_groups = window_groups
+        # slices of the cost index as small as a full scan's (they stay cached), as long as
+        # every (range, group) seek still finds a few sessions
         ranges = min(
             math.ceil(rows / SESSIONS_PER_RANGE),
-            rows // (MIN_SESSIONS_PER_SEEK * max(n_groups, 1)),
+            scanned // (MIN_SESSIONS_PER_SEEK * max(n_groups, 1)),
         )
     if ranges <= 1:
         return []

@@ -102,7 +102,9 @@ class RunSummary:
     batches: int = 0
     rows_written: int = 0
     report_rows: int = 0
-    report_days: int | None = None  # days of channel_reporting refreshed; None: rebuilt whole
+    # channel_reporting refreshed: (channel, day) groups and their days; None: rebuilt whole
+    report_groups: int | None = None
+    report_days: int | None = None
     csv_rows: int | None = None
     api: ApiStats | None = None
     skipped: list[SkippedRows] = field(default_factory=list)
@@ -218,7 +220,8 @@ def run_attribution(
                     with _timed(summary, "report"):
                         days = window_days(config.start, config.end, config.report_window_days)
                         report = refresh_channel_reporting(engine, run_id, rules, days)
-                    summary.report_rows, summary.report_days = report.rows, report.days
+                    summary.report_rows = report.rows
+                    summary.report_groups, summary.report_days = report.groups, report.days
                     summary.skipped += report.skipped
                     log_skipped(summary.skipped)
                     if csv_path is not None:

@@ -134,14 +134,11 @@ def check_costs(engine: sa.Engine, rules: InputRules, window=None) -> list[Skipp
     with read_only(engine) as conn:
         if window is None:
             return count_skipped(conn, rules.costs("k"))
-        sessions = "session_sources s"
-        if rules.dialect == "sqlite":
-            sessions += " INDEXED BY gf_ix_session_sources_channel_day"
         rows = (
             "SELECT * FROM session_costs WHERE session_id IN "  # noqa: S608 (constant SQL)
-            f"(SELECT s.session_id FROM {sessions} WHERE {window.sessions('s', rules.dialect)})"
+            f"(SELECT s.session_id FROM {window.sessions(rules.dialect)})"
         )
-        return count_skipped(conn, rules.costs("k"), rows=rows, params=window.params(rules.dialect))
+        return count_skipped(conn, rules.costs("k"), rows=rows, params=window.params())
 
 
 def log_skipped(skipped: list[SkippedRows]) -> None:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from growthflow.database import (
     has_lookup_index,
+    insert_ignore,
     missing_columns,
     missing_tables,
     translate_errors,
@@ -95,8 +96,33 @@ attributed_conversions = sa.Table(
     sa.Column("run_id", TEXT, nullable=False),
     sa.Column("fingerprint", TEXT),
 )
+# Every stored attribution row with its session's report group (channel, day), so an
+# incremental report sums the attribution of a few groups through an index, without reading
+# their sessions. Written and deleted with attribution_customer_journey.
+attribution_keys = sa.Table(
+    "gf_attribution_keys",
+    metadata,
+    sa.Column("conv_id", TEXT, primary_key=True),
+    sa.Column("session_id", TEXT, primary_key=True),
+    sa.Column("channel_name", TEXT, nullable=False),
+    sa.Column("event_date", TEXT, nullable=False),
+    sa.Column("ihc", FLOAT, nullable=False),
+)
+sa.Index(
+    "gf_ix_attribution_keys_group",
+    attribution_keys.c.channel_name,
+    attribution_keys.c.event_date,
+    attribution_keys.c.conv_id,
+    attribution_keys.c.ihc,
+)
+
 # Every table holding a conversion's stored attribution, replaced together.
-ATTRIBUTION_TABLES = (attribution_customer_journey, attribution_detail, attributed_conversions)
+ATTRIBUTION_TABLES = (
+    attribution_customer_journey,
+    attribution_detail,
+    attributed_conversions,
+    attribution_keys,
+)
 runs = sa.Table(
     "gf_runs",
     metadata,
@@ -160,16 +186,27 @@ cost_days = sa.Table(
     sa.Column("duplicates", sa.Integer, nullable=False),
 )
 
-STAGING_TABLES = (journeys, journey_sessions, batches, cost_days)
-
-# Days whose channel_reporting rows may be stale: the event dates of the sessions of every
-# attribution replaced or deleted (old and new), written in the same transaction as the
+# The (channel, day) keys whose channel_reporting rows may be stale: those of the sessions of
+# every attribution replaced or deleted (old and new), written in the same transaction as the
 # attribution; the next report refreshes them and deletes them in one transaction.
-report_days = sa.Table(
-    "gf_report_days",
+report_keys = sa.Table(
+    "gf_report_keys",
     metadata,
+    sa.Column("channel_name", TEXT, primary_key=True),
     sa.Column("event_date", TEXT, primary_key=True),
 )
+# The (channel, day) groups a run's incremental report refreshes (staging); `costs` = 1 for
+# the groups whose cost is computed again (the cost window), 0 for those whose stored cost
+# stands (their attribution changed, not their inputs).
+report_window = sa.Table(
+    "gf_report_window",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("channel_name", TEXT, primary_key=True),
+    sa.Column("event_date", TEXT, primary_key=True),
+    sa.Column("costs", sa.Integer, nullable=False),
+)
+STAGING_TABLES = (journeys, journey_sessions, batches, cost_days, report_window)
 
 # Indexes growthflow adds to the user's tables (never columns or rows). The journey query
 # looks sessions up by user in time order, and conversions by date.
@@ -191,14 +228,6 @@ USER_TABLE_INDEXES = (
     # Covering index: the report looks up every session's cost, and with the cost in the
     # index SQLite needs one B-tree search per session instead of two.
     sa.Index("gf_ix_session_costs_cost", session_costs.c.session_id, session_costs.c.cost),
-    # Covering index by session: an incremental report sums the attribution of the sessions
-    # of a few days, found by session_id.
-    sa.Index(
-        "gf_ix_attribution_customer_journey_session",
-        attribution_customer_journey.c.session_id,
-        attribution_customer_journey.c.conv_id,
-        attribution_customer_journey.c.ihc,
-    ),
 )
 # Lookups by id (the orphan-cost check, the report's joins from the attribution): a table
 # created without a key gets an index on its id, so no query degrades into a scan per row.
@@ -220,9 +249,12 @@ def init_db(engine: sa.Engine, *, inputs: bool = True) -> None:
                     f"missing input tables: {', '.join(missing)} (load them, or run "
                     "`growthflow attribution init-db` / `growthflow attribution demo-data`)"
                 )
+        new_keys = bool(missing_tables(engine, [attribution_keys.name]))
         with engine.begin() as conn:
             metadata.create_all(conn, checkfirst=True)
         check_columns(engine)
+        if new_keys:  # a database attributed by an earlier version: index what it holds
+            _backfill_attribution_keys(engine)
         with engine.begin() as conn:
             for index in USER_TABLE_INDEXES + OWN_TABLE_INDEXES:
                 index.create(conn, checkfirst=True)
@@ -237,6 +269,23 @@ def init_db(engine: sa.Engine, *, inputs: bool = True) -> None:
                     )
         if engine.dialect.name == "postgresql":
             analyze_if_stale(engine, [t.name for t in INPUT_TABLES + ATTRIBUTION_TABLES])
+
+
+def _backfill_attribution_keys(engine: sa.Engine) -> None:
+    a, s, k = attribution_customer_journey, session_sources, attribution_keys
+    if missing_tables(engine, [a.name, s.name]):
+        return
+    rows = (
+        sa.select(a.c.conv_id, a.c.session_id, s.c.channel_name, s.c.event_date, a.c.ihc)
+        .select_from(a.join(s, s.c.session_id == a.c.session_id))
+        .where(s.c.channel_name.is_not(None), s.c.event_date.is_not(None))
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert_ignore(conn, k).from_select(
+                ["conv_id", "session_id", "channel_name", "event_date", "ihc"], rows
+            )
+        )
 
 
 def analyze_if_stale(engine: sa.Engine, tables: list[str]) -> None:
