@@ -67,8 +67,8 @@ class IhcParams(_Strict):
     phase_weights: PhaseWeights
     restart_after_hours: float = Field(gt=0)  # inf: a journey never starts again
     initializer: Curve
-    holder: Curve
     closer: Curve
+    holder_edge_power: float = Field(gt=0)  # phi(v) = v ** power in the holder's form
     channel_weights: dict[str, ChannelWeights] = Field(default_factory=dict)
 
 
@@ -251,6 +251,12 @@ def _normalise(batch: JourneyBatch, weights: np.ndarray) -> np.ndarray:
     return np.divide(weights, sums, out=even.copy(), where=sums > 0)
 
 
+def _normalise_or_zero(batch: JourneyBatch, weights: np.ndarray) -> np.ndarray:
+    """Divide per-session weights by their journey's sum (0 where the sum is 0)."""
+    sums = batch.per_session(batch.journey_sum(weights))
+    return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+
+
 # --- the models ---------------------------------------------------------------------------
 def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
     p = params.ihc
@@ -269,12 +275,21 @@ def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
     first = position == start
 
     member = np.empty((batch.n_sessions, 3))
-    member[:, 0] = np.where(first, 1.0, p.initializer(since_previous))
-    holder_hours = np.where(first, np.inf, since_previous)
-    member[:, 1] = batch.holder_engagement * p.holder(holder_hours)
+    initializer = p.initializer(since_previous)
+    member[:, 0] = np.where(first, 1.0, initializer)
     # Closer: the sessions with closer_engagement = 1, and the last session always.
     eligible = (batch.closer_engagement == 1) | batch.is_last
     member[:, 2] = np.where(eligible, p.closer(to_last), 0.0)
+    # Holder: not a time curve but the sessions the other two phases leave. With a and b a
+    # session's initializer and closer shares over the whole journey as sent (sessions before
+    # a restart included, no channel weights):
+    #   W = sqrt((1-a)(1-b) + [(1-b)^2 phi(a) + (1-a)^2 phi(b)] / 16),  phi(v) = v^power
+    # (a session holding a whole phase gets (1-b)/4 or (1-a)/4), times holder_engagement.
+    a = _normalise_or_zero(batch, np.where(batch.is_first | starts, 1.0, initializer))
+    b = _normalise_or_zero(batch, member[:, 2])
+    phi_a, phi_b = a**p.holder_edge_power, b**p.holder_edge_power
+    spread = (1 - a) * (1 - b) + ((1 - b) ** 2 * phi_a + (1 - a) ** 2 * phi_b) / 16
+    member[:, 1] = batch.holder_engagement * np.sqrt(np.maximum(spread, 0.0))
     member *= kept[:, None]
 
     if p.channel_weights:
