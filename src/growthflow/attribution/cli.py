@@ -287,6 +287,49 @@ def export(
     console.print(f"wrote {rows:,} rows to {csv}")
 
 
+@app.command("fit-ihc")
+def fit_ihc(
+    out: Annotated[Path, typer.Option(help="Where to write the fitted parameters (TOML).")],
+    traces: Annotated[
+        Path | None, typer.Option(help="IHC API answers as a traces CSV (ihc_api_traces.csv).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Or: a database holding the answers of --provider ihc-api runs."),
+    ] = None,
+    schema: SchemaOption = None,
+    params: Annotated[
+        Path | None, typer.Option(help="Base parameters (default: the shipped ones).")
+    ] = None,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (by request).")] = 5,
+) -> None:
+    """Fit the local ihc model's curves and phase weights to IHC API answers, print the
+    cross-validated error per phase next to the base parameters', and write the fit."""
+    from growthflow.attribution import fit
+    from growthflow.attribution.models import load_params
+    from growthflow.console import console
+
+    if (traces is None) == (db is None):
+        raise typer.BadParameter("give exactly one of --traces FILE or --db URL")
+    base = load_params(params)
+    answers = fit.read_traces_csv(traces) if traces else fit.read_traces_db(_engine(db, schema))
+    check = fit.cross_validate(answers, base, folds)
+    fitted = fit.fit_ihc(answers, base)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(fit.to_toml(fitted.ihc))
+    b = answers.batch
+    console.print(
+        f"{b.n_journeys:,} journeys, {b.n_sessions:,} sessions, "
+        f"{len(set(map(str, answers.requests))):,} requests; mean absolute error per session "
+        f"on journeys of 2+ sessions, {folds} folds of whole requests:"
+    )
+    for name in ("initializer", "holder", "closer", "ihc"):
+        console.print(
+            f"  {name:<12} fitted {check['fitted'][name]:.4f}   base {check['base'][name]:.4f}"
+        )
+    console.print(f"wrote {out} (use it with --params)")
+
+
 @app.command("export-training-set")
 def export_training_set(
     start: DateOption,
