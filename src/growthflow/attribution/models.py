@@ -251,6 +251,14 @@ def _normalise(batch: JourneyBatch, weights: np.ndarray) -> np.ndarray:
     return np.divide(weights, sums, out=even.copy(), where=sums > 0)
 
 
+def _run_ends(tied: np.ndarray) -> np.ndarray:
+    """For each session, the last session of its run of sessions at the same second
+    (``tied[i]``: session i is at the same second as session i + 1 of its journey)."""
+    index = np.arange(len(tied))
+    ends = np.where(tied, len(tied), index)  # a run ends at the first untied session
+    return np.minimum.accumulate(ends[::-1])[::-1]
+
+
 def _normalise_or_zero(batch: JourneyBatch, weights: np.ndarray) -> np.ndarray:
     """Divide per-session weights by their journey's sum (0 where the sum is 0)."""
     sums = batch.per_session(batch.journey_sum(weights))
@@ -272,11 +280,20 @@ def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
         np.maximum.reduceat(np.where(starts, position, -1), batch.offsets[:-1])
     )
     kept = position >= start
-    first = position == start
+    # Sessions at the same second as a journey's start: the last listed is the initializer
+    # (as the API answers); the ones before it count as 0 hours after their predecessor.
+    tied = np.zeros(batch.n_sessions, dtype=bool)  # same second as the next session
+    tied[:-1] = (np.diff(batch.ts) == np.timedelta64(0, "s")) & ~batch.is_last[:-1]
+    run_end = _run_ends(tied)
+    first = position == run_end[start]
+    since_previous = np.where(
+        tied & (position >= start) & (position < run_end[start]), 0.0, since_previous
+    )
+    starts_tied = np.zeros(batch.n_sessions, dtype=bool)
+    starts_tied[run_end[np.flatnonzero(starts)]] = True
 
     member = np.empty((batch.n_sessions, 3))
-    initializer = p.initializer(since_previous)
-    member[:, 0] = np.where(first, 1.0, initializer)
+    member[:, 0] = np.where(first, 1.0, p.initializer(since_previous))
     # Closer: the sessions with closer_engagement = 1, and the last session always.
     eligible = (batch.closer_engagement == 1) | batch.is_last
     member[:, 2] = np.where(eligible, p.closer(to_last), 0.0)
@@ -285,7 +302,7 @@ def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
     # a restart included, no channel weights):
     #   W = sqrt((1-a)(1-b) + [(1-b)^2 phi(a) + (1-a)^2 phi(b)] / 16),  phi(v) = v^power
     # (a session holding a whole phase gets (1-b)/4 or (1-a)/4), times holder_engagement.
-    a = _normalise_or_zero(batch, np.where(batch.is_first | starts, 1.0, initializer))
+    a = _normalise_or_zero(batch, np.where(starts_tied, 1.0, p.initializer(since_previous)))
     b = _normalise_or_zero(batch, member[:, 2])
     phi_a, phi_b = a**p.holder_edge_power, b**p.holder_edge_power
     spread = (1 - a) * (1 - b) + ((1 - b) ** 2 * phi_a + (1 - a) ** 2 * phi_b) / 16
