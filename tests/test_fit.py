@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from growthflow.attribution.fit import (
     COLUMNS,
     cross_validate,
+    evaluate,
     fit_ihc,
     read_traces_csv,
     read_traces_db,
@@ -158,7 +159,30 @@ def test_cross_validated_error_on_the_real_api_answers():
     ihc <= 0.002, each phase <= 0.003, fitted and with the shipped defaults (measured
     2026-11-23: fitted ihc 0.0004, initializer 0.0004, holder 0.0008, closer 0.0010)."""
     errors = cross_validate(read_traces_csv(TRACES), BASE, folds=5)
+    print("cross-validated MAE per session, 5 folds of whole requests:", errors)
     for name in ("fitted", "base"):
         assert errors[name]["ihc"] <= 0.002, (name, errors[name])
         for phase in ("initializer", "holder", "closer"):
             assert errors[name][phase] <= 0.003, (name, phase, errors[name])
+
+
+def test_evaluate_scores_any_local_model_overall_and_by_journey_length(tmp_path):
+    path = tmp_path / "traces.csv"
+    write_traces(path, BASE, journeys=200)
+    traces = read_traces_csv(path)
+    rows = {
+        label: (journeys, sessions, e) for label, journeys, sessions, e in evaluate(traces, BASE)
+    }
+    assert rows["2+ sessions"][2]["ihc"] < 1e-12  # the answers are the model's own
+    assert sum(rows[k][0] for k in rows if k != "2+ sessions") == traces.batch.n_journeys
+    linear = {label: e for label, _j, _s, e in evaluate(traces, BASE, "linear")}
+    assert linear["2+ sessions"]["holder"] is None and linear["2+ sessions"]["ihc"] > 0.01
+    cli = subprocess.run(
+        [sys.executable, "-m", "growthflow", "attribution", "evaluate", "--traces", str(path)]
+        + ["--model", "position-based"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "position-based against the IHC API" in cli.stdout and "2+ sessions" in cli.stdout

@@ -330,6 +330,44 @@ def fit_ihc(
     console.print(f"wrote {out} (use it with --params)")
 
 
+@app.command("evaluate")
+def evaluate(
+    traces: Annotated[
+        Path | None, typer.Option(help="IHC API answers as a traces CSV (ihc_api_traces.csv).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Or: a database holding the answers of --provider ihc-api runs."),
+    ] = None,
+    schema: SchemaOption = None,
+    params: Annotated[
+        Path | None, typer.Option(help="Model parameters (default: the shipped ones).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="The local model to score.")] = "ihc",
+) -> None:
+    """Mean absolute error per session of a local model against IHC API answers, per phase
+    and for ihc, overall and by journey length."""
+    from rich.table import Table
+
+    from growthflow.attribution import fit
+    from growthflow.attribution.models import get_model, load_params
+    from growthflow.console import console
+
+    if (traces is None) == (db is None):
+        raise typer.BadParameter("give exactly one of --traces FILE or --db URL")
+    get_model(model)  # an unknown model fails before reading anything
+    base = load_params(params)
+    answers = fit.read_traces_csv(traces) if traces else fit.read_traces_db(_engine(db, schema))
+    table = Table(title=f"{model} against the IHC API's answers (mean absolute error)")
+    table.add_column("journeys")
+    for column in ("count", "sessions", "initializer", "holder", "closer", "ihc"):
+        table.add_column(column, justify="right")
+    for label, journeys, sessions, errors in fit.evaluate(answers, base, model):
+        cells = ["—" if errors[k] is None else f"{errors[k]:.4f}" for k in errors]
+        table.add_row(label, f"{journeys:,}", f"{sessions:,}", *cells)
+    console.print(table)
+
+
 @app.command("export-training-set")
 def export_training_set(
     start: DateOption,

@@ -36,6 +36,7 @@ from growthflow.attribution.models import (
     ModelParams,
     PhaseWeights,
     _hours,
+    get_model,
     ihc_model,
 )
 from growthflow.errors import ConfigError, InputDataError
@@ -253,6 +254,38 @@ def fit_ihc(traces: Traces, base: ModelParams) -> ModelParams:
         }
     )
     return base.model_copy(update={"ihc": fitted})
+
+
+def evaluate(
+    traces: Traces, params: ModelParams, model: str = "ihc"
+) -> list[tuple[str, int, int, dict[str, float | None]]]:
+    """Mean absolute error per session of a local model against the answers, per phase (None
+    for models without phases) and for ihc: on journeys of 2+ sessions, then by journey
+    length (1, 2, 3, 4, 5-9, 10+). Rows of (journeys, journeys, sessions, errors)."""
+    result = get_model(model)(traces.batch, params)
+    b = traces.batch
+    got = np.c_[result.initializer, result.holder, result.closer, result.ihc]
+    diff = np.abs(got - np.c_[traces.phases, traces.ihc])
+    length = b.per_session(b.lengths)
+    rows = []
+    for label, use in (
+        ("2+ sessions", length >= 2),
+        ("1 session", length == 1),
+        ("2 sessions", length == 2),
+        ("3 sessions", length == 3),
+        ("4 sessions", length == 4),
+        ("5-9 sessions", (length >= 5) & (length <= 9)),
+        ("10+ sessions", length >= 10),
+    ):
+        if not use.any():
+            continue
+        mean = diff[use].mean(axis=0)
+        values = {
+            name: (None if np.isnan(v) else float(v))
+            for name, v in zip((*PHASES, "ihc"), mean, strict=True)
+        }
+        rows.append((label, int(b.is_first[use].sum()), int(use.sum()), values))
+    return rows
 
 
 def errors(traces: Traces, params: ModelParams) -> dict[str, float]:
