@@ -25,6 +25,7 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_attribution.py
+	$(BIN)/python benchmarks/bench_attribution_shapes.py
 	$(BIN)/python benchmarks/bench_commissions.py
 
 # Local Airflow 3 (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1 with our DAGs

@@ -173,15 +173,17 @@ def test_costs_outside_the_window_need_a_full_report(db, tmp_path):
 
 
 class FailingProvider(LocalProvider):
-    """The linear model, failing on its second batch (the first is committed by then)."""
+    """The linear model, failing on call ``fail_on`` (with one batch per transaction, the
+    batches before are committed by then)."""
 
-    def __init__(self):
+    def __init__(self, fail_on: int = 2):
         super().__init__("linear")
         self.calls = 0
+        self.fail_on = fail_on
 
     def attribute(self, batch):
         self.calls += 1
-        if self.calls == 2:
+        if self.calls == self.fail_on:
             raise RuntimeError("provider down")
         return super().attribute(batch)
 
@@ -232,8 +234,8 @@ def test_a_failing_batch_rolls_back_its_whole_transaction(db):
     run(db, 0, 3)
     before = db.attribution()
     cfg = RunConfig.build(start=DAY0, end=DAY0 + timedelta(days=3), max_journeys=3)
-    with pytest.raises(RuntimeError, match="provider down"):
-        run_attribution(db.engine, cfg, provider=FailingProvider())
+    with pytest.raises(RuntimeError, match="provider down"):  # several batches, one call
+        run_attribution(db.engine, cfg, provider=FailingProvider(fail_on=1))
     assert db.attribution() == before
     assert db.rows("SELECT * FROM gf_report_keys") == []
 

@@ -15,15 +15,16 @@ from conftest import conversion, session
 
 
 class FailingProvider(LocalProvider):
-    """Attributes the first batch, then fails: a crash half-way through a run."""
+    """Attributes ``fail_on - 1`` calls' batches, then fails: a crash half-way through a run."""
 
-    def __init__(self):
+    def __init__(self, fail_on: int = 2):
         super().__init__("linear")
         self.calls = 0
+        self.fail_on = fail_on
 
     def attribute(self, batch):
         self.calls += 1
-        if self.calls > 1:
+        if self.calls >= self.fail_on:
             raise RuntimeError("provider crashed")
         return super().attribute(batch)
 
@@ -48,15 +49,15 @@ def test_a_failed_run_is_recorded_keeps_stored_batches_and_leaves_no_staging(
         "growthflow.attribution.attribute.ROWS_PER_TRANSACTION", rows_per_transaction
     )
     load_three_users(db)
-    provider = FailingProvider()
+    # one batch per transaction: the second call fails; else the one transaction's call does
+    provider = FailingProvider(fail_on=2 if rows_per_transaction == 1 else 1)
     with pytest.raises(RuntimeError, match="provider crashed"):
         run_attribution(db.engine, config(max_journeys=1), provider=provider)
     assert db.rows("SELECT status FROM gf_runs") == [("failed",)]
     for table in ("gf_journeys", "gf_journey_sessions", "gf_batches", "gf_cost_days"):
         assert db.rows(f"SELECT count(*) FROM {table}") == [(0,)]
     # Whole batches per transaction: with one batch per transaction the first batch is
-    # stored; with the default the first two share the failed one's transaction. Nothing
-    # partial either way.
+    # stored; with the default all three share the failed transaction. Nothing partial.
     assert len(db.attribution()) == (1 if rows_per_transaction == 1 else 0)
     summary = run_attribution(db.engine, config(max_journeys=1))
     assert summary.batches == 3 and len(db.attribution()) == 3

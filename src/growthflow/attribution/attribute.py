@@ -53,18 +53,34 @@ def _batch_query() -> sa.Select:
                 js, sa.and_(js.c.run_id == b.c.run_id, js.c.journey_no == b.c.journey_no)
             )
         )
-        .where(b.c.run_id == sa.bindparam("run_id"), b.c.batch_no == sa.bindparam("batch_no"))
+        .where(b.c.run_id == sa.bindparam("run_id"))
         .order_by(b.c.journey_no, js.c.position)
     )
 
 
-BATCH_QUERY = _batch_query()
+BATCH_QUERY = _batch_query().where(schema.batches.c.batch_no == sa.bindparam("batch_no"))
+BATCHES_QUERY = _batch_query().where(
+    schema.batches.c.batch_no.in_(sa.bindparam("batch_nos", expanding=True))
+)
 
 
 def load_batch(conn: sa.Connection, run_id: str, batch_no: int) -> JourneyBatch:
     rows = conn.execute(BATCH_QUERY, {"run_id": run_id, "batch_no": batch_no}).all()
     if not rows:
         raise LookupError(f"run {run_id} has no batch {batch_no}")
+    return _journey_batch(rows, batch_no)
+
+
+def load_batches(conn: sa.Connection, run_id: str, batch_nos: list[int]) -> JourneyBatch:
+    """The journeys of several planned batches as one batch (for local models, which do not
+    care how the API would have split them)."""
+    rows = conn.execute(BATCHES_QUERY, {"run_id": run_id, "batch_nos": batch_nos}).all()
+    if not rows:
+        raise LookupError(f"run {run_id} has no batches {batch_nos[0]}..{batch_nos[-1]}")
+    return _journey_batch(rows, batch_nos[0])
+
+
+def _journey_batch(rows: list, batch_no: int) -> JourneyBatch:
     cols = list(zip(*rows, strict=True))
     journey_no = np.asarray(cols[0], dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, journey_no[1:] != journey_no[:-1]])
@@ -107,17 +123,28 @@ def store_attribution(
     result: Attribution,
     model: str,
     fingerprints: list[str] | None = None,
+    batch_nos: list[int] | None = None,
 ) -> int:
     """Replace the stored attribution of the batch's conversions (caller owns the transaction).
+    With ``batch_nos`` (the planned batches the batch holds), their conversions are found in
+    the run's staging tables, set-based, instead of listed one by one.
 
     Returns the number of ``attribution_customer_journey`` rows written.
     """
     conv_ids = batch.conv_ids.tolist()
+    which = conv_ids
+    if batch_nos is not None:
+        b, j = schema.batches, schema.journeys
+        which = (
+            sa.select(j.c.conv_id)
+            .join(b, sa.and_(b.c.run_id == j.c.run_id, b.c.journey_no == j.c.journey_no))
+            .where(b.c.run_id == run_id, b.c.batch_no.in_(batch_nos))
+        )
     channels = batch.channel.tolist()
     days = batch.ts.astype("datetime64[D]").astype(str).tolist()
-    mark_stale(conn, conv_ids, zip(channels, days, strict=True))  # old and new groups
+    mark_stale(conn, which, zip(channels, days, strict=True))  # old and new groups
     for table in schema.ATTRIBUTION_TABLES:
-        conn.execute(sa.delete(table).where(table.c.conv_id.in_(conv_ids)))
+        conn.execute(sa.delete(table).where(table.c.conv_id.in_(which)))
     conv = batch.conv_id_per_session().tolist()
     sessions = batch.session_ids.tolist()
     written = bulk_insert(
@@ -168,25 +195,49 @@ def attribute_batches(
     on_batch: Callable[[JourneyBatch], None] | None = None,
     rows_per_transaction: int | None = None,
 ) -> AttributeStats:
-    """Attribute and store the given batches of a run, whole batches per transaction (about
-    ``rows_per_transaction`` attribution rows each, default :data:`ROWS_PER_TRANSACTION`)."""
-    rows_per_transaction = rows_per_transaction or ROWS_PER_TRANSACTION
+    """Attribute and store the given batches of a run with a local provider: whole batches
+    per transaction (about ``rows_per_transaction`` attribution rows each, default
+    :data:`ROWS_PER_TRANSACTION`), each transaction's batches loaded, attributed and stored
+    as one (the per-batch statements cost more than the model). ``on_batch`` is called once
+    per planned batch stored, with the journeys stored with it."""
+    limit = rows_per_transaction or ROWS_PER_TRANSACTION
     stats = AttributeStats()
-    batch_nos = list(batch_nos)
-    i = 0
-    while i < len(batch_nos):
+    for group in _transactions(engine, run_id, list(batch_nos), limit):
         with engine.begin() as conn:
-            written = 0
-            while i < len(batch_nos) and (written == 0 or written < rows_per_transaction):
-                batch = load_batch(conn, run_id, batch_nos[i])
-                result = provider.attribute(batch)
-                check_attribution(batch, result)
-                written += store_attribution(conn, run_id, batch, result, provider.name)
-                stats.batches += 1
-                stats.journeys += batch.n_journeys
-                stats.sessions += batch.n_sessions
-                i += 1
-                if on_batch is not None:
-                    on_batch(batch)
-            stats.rows_written += written
+            batch = load_batches(conn, run_id, group)
+            result = provider.attribute(batch)
+            check_attribution(batch, result)
+            stats.rows_written += store_attribution(
+                conn, run_id, batch, result, provider.name, batch_nos=group
+            )
+        stats.batches += len(group)
+        stats.journeys += batch.n_journeys
+        stats.sessions += batch.n_sessions
+        if on_batch is not None:
+            for _ in group:
+                on_batch(batch)
     return stats
+
+
+def _transactions(engine: sa.Engine, run_id: str, batch_nos: list[int], limit: int):
+    """The batches in groups of whole batches of about ``limit`` sessions."""
+    if not batch_nos:
+        return
+    b, j = schema.batches, schema.journeys
+    with engine.connect() as conn:
+        sizes = dict(
+            conn.execute(
+                sa.select(b.c.batch_no, sa.func.sum(j.c.n_sessions))
+                .join(j, sa.and_(j.c.run_id == b.c.run_id, j.c.journey_no == b.c.journey_no))
+                .where(b.c.run_id == run_id, b.c.batch_no.in_(batch_nos))
+                .group_by(b.c.batch_no)
+            ).all()
+        )
+    group, rows = [], 0
+    for batch_no in batch_nos:
+        if group and rows + int(sizes.get(batch_no, 0)) > limit:
+            yield group
+            group, rows = [], 0
+        group.append(batch_no)
+        rows += int(sizes.get(batch_no, 0))
+    yield group
