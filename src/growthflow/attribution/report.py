@@ -77,20 +77,24 @@ def _rebuild_statement(rules: InputRules, window: bool) -> sa.TextClause:
             FROM attribution_customer_journey a
             JOIN session_sources s ON s.session_id = a.session_id
             JOIN conversions c ON c.conv_id = a.conv_id"""
-    # Constant SQL fragments only; the run id (and the window) are bound values.
+    # Constant SQL fragments only; the run id (and the window) are bound values. The
+    # attribution is aggregated once (MATERIALIZED): without statistics of the staged costs
+    # PostgreSQL planned the aggregate once per staged row (107 s instead of ~1 s).
     return sa.text(
         f"""
-        INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
-        SELECT g.channel_name, g.event_date, g.cost,
-               COALESCE(a.ihc, 0), COALESCE(a.ihc_revenue, 0)
-        FROM gf_cost_days g
-        LEFT JOIN (
+        WITH attributed AS MATERIALIZED (
             SELECT {group}.channel_name, {group}.event_date,
                    {exact_sum("a.ihc", rules.dialect)} AS ihc,
                    {exact_sum(f"a.ihc * {revenue}", rules.dialect)} AS ihc_revenue
             {attributed}
             GROUP BY {group}.channel_name, {group}.event_date
-        ) a ON a.channel_name = g.channel_name AND a.event_date = g.event_date
+        )
+        INSERT INTO channel_reporting (channel_name, date, cost, ihc, ihc_revenue)
+        SELECT g.channel_name, g.event_date, g.cost,
+               COALESCE(x.ihc, 0), COALESCE(x.ihc_revenue, 0)
+        FROM gf_cost_days g
+        LEFT JOIN attributed x
+          ON x.channel_name = g.channel_name AND x.event_date = g.event_date
         WHERE g.run_id = :run_id AND g.sessions > 0 AND {rules.reportable_day("g")}
         """  # noqa: S608
     )
