@@ -18,7 +18,6 @@ memory per scale, plus the time per step reported by the run itself.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sqlite3
@@ -27,6 +26,8 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+
+import _measure  # noqa: E402 (the benchmarks folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
@@ -85,25 +86,22 @@ def sessions_in(target: list[str]) -> int:
 def timed_run(
     target: list[str], model: str, csv: Path, start: str = "2023-09-01", end: str = "2023-09-10"
 ) -> dict:
-    cmd = [
-        sys.executable,
-        str(HERE / "_measure.py"),
-        *BIN,
-        "attribution",
-        "run",
-        *target,
-        "--start",
-        start,
-        "--end",
-        end,
-        "--model",
-        model,
-        "--csv",
-        str(csv),
-    ]
-    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    if result["returncode"] != 0:
-        raise SystemExit(f"run failed:\n{result['stderr']}")
+    result = _measure.measured(
+        [
+            *BIN,
+            "attribution",
+            "run",
+            *target,
+            "--start",
+            start,
+            "--end",
+            end,
+            "--model",
+            model,
+            "--csv",
+            str(csv),
+        ]
+    )
     steps = dict(re.findall(r"time: (\w[\w ()]*?)\s+│\s+([\d.]+) s", result["stdout"]))
     result["steps"] = {k: float(v) for k, v in steps.items()}
     journeys = re.search(r"journeys\s+│\s+([\d,]+)", result["stdout"])

@@ -20,15 +20,14 @@ floor. Pristine databases are built once into benchmarks/.data/shapes/.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import _measure  # noqa: E402 (the benchmarks folder is on sys.path)
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -188,17 +187,7 @@ def floor_seconds(path: Path, engine=None) -> float:
 
 
 def run_seconds(target: list[str], start: str, end: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "_measure.py"), *BIN, "attribution", "run", *target]
-        + ["--start", start, "--end", end],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(out.stdout)
-    if result["returncode"]:
-        raise SystemExit(result["stderr"][-3000:])
-    return result
+    return _measure.measured([*BIN, "attribution", "run", *target, "--start", start, "--end", end])
 
 
 def main() -> None:

@@ -20,16 +20,15 @@ generated once into benchmarks/.data/ and copied (hard links) for each run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
+import _measure  # noqa: E402 (the benchmarks folder is on sys.path)
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
@@ -82,15 +81,7 @@ def floor_seconds(landing: Path) -> float:
 
 
 def measured(args: list[str]) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "_measure.py"), *BIN, *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(out.stdout)
-    if result["returncode"]:
-        raise SystemExit(result["stderr"][-3000:])
+    result = _measure.measured([*BIN, *args])
     steps = {}
     for line in result["stdout"].splitlines():
         if line.startswith("time: "):

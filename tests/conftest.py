@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from growthflow.attribution import schema
 from growthflow.attribution.models import JourneyBatch
 from growthflow.attribution.pipeline import RunConfig, RunSummary, run_attribution
+from growthflow.attribution.providers import LocalProvider
 from growthflow.database import create_engine
 
 ADMIN_URL = os.environ.get(
@@ -200,3 +201,19 @@ def make_batch(lengths, hours=None, channels=None, holder=None, closer=None, con
         closer_engagement=np.asarray(closer if closer is not None else [1] * n, dtype=np.int8),
         impression_interaction=np.zeros(n, dtype=np.int8),
     )
+
+
+class FailingProvider(LocalProvider):
+    """The linear model, raising "provider crashed" from its ``fail_on``-th call on: a crash
+    half-way through a run (with one batch per transaction, the batches before are stored)."""
+
+    def __init__(self, fail_on: int = 2):
+        super().__init__("linear")
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def attribute(self, batch):
+        self.calls += 1
+        if self.calls >= self.fail_on:
+            raise RuntimeError("provider crashed")
+        return super().attribute(batch)

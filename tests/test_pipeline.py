@@ -8,25 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from growthflow.attribution.pipeline import RunConfig, run_attribution
-from growthflow.attribution.providers import LocalProvider
 from growthflow.database import read_only
 
-from conftest import conversion, session
-
-
-class FailingProvider(LocalProvider):
-    """Attributes ``fail_on - 1`` calls' batches, then fails: a crash half-way through a run."""
-
-    def __init__(self, fail_on: int = 2):
-        super().__init__("linear")
-        self.calls = 0
-        self.fail_on = fail_on
-
-    def attribute(self, batch):
-        self.calls += 1
-        if self.calls >= self.fail_on:
-            raise RuntimeError("provider crashed")
-        return super().attribute(batch)
+from conftest import FailingProvider, conversion, session
 
 
 def load_three_users(db):

@@ -6,7 +6,6 @@ statements keeps every value a bound parameter.
 
 from __future__ import annotations
 
-import json
 import math
 
 import sqlalchemy as sa
@@ -94,20 +93,6 @@ class ExactSum:
 
     def finalize(self) -> float | None:
         return math.fsum(self.values) if self.values else None
-
-
-def in_list(column: str, param: str, dialect: str) -> str:
-    """SQL true when ``column`` is one of the values of the list parameter ``param`` (bind it
-    with :func:`list_param`): one statement whatever the list's length, and index seeks."""
-    if dialect == "sqlite":
-        return f"{column} IN (SELECT value FROM json_each(:{param}))"  # noqa: S608 (names only)
-    return f"{column} = ANY(:{param})"
-
-
-def list_param(values, dialect: str):
-    """A list of text values as the parameter :func:`in_list` expects."""
-    values = [str(v) for v in values]
-    return json.dumps(values) if dialect == "sqlite" else values
 
 
 def column_kind(type_: object) -> str:

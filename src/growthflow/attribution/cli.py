@@ -287,16 +287,28 @@ def export(
     console.print(f"wrote {rows:,} rows to {csv}")
 
 
+TracesOption = Annotated[
+    Path | None, typer.Option(help="IHC API answers as a traces CSV (ihc_api_traces.csv).")
+]
+AnswersDbOption = Annotated[
+    str | None, typer.Option(help="Or: a database holding the answers of --provider ihc-api runs.")
+]
+
+
+def _answers(traces: Path | None, db: str | None, schema: str | None):
+    """The IHC API answers of ``fit-ihc`` and ``evaluate``: a traces CSV or a database."""
+    from growthflow.attribution import fit
+
+    if (traces is None) == (db is None):
+        raise typer.BadParameter("give exactly one of --traces FILE or --db URL")
+    return fit.read_traces_csv(traces) if traces else fit.read_traces_db(_engine(db, schema))
+
+
 @app.command("fit-ihc")
 def fit_ihc(
     out: Annotated[Path, typer.Option(help="Where to write the fitted parameters (TOML).")],
-    traces: Annotated[
-        Path | None, typer.Option(help="IHC API answers as a traces CSV (ihc_api_traces.csv).")
-    ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option(help="Or: a database holding the answers of --provider ihc-api runs."),
-    ] = None,
+    traces: TracesOption = None,
+    db: AnswersDbOption = None,
     schema: SchemaOption = None,
     params: Annotated[
         Path | None, typer.Option(help="Base parameters (default: the shipped ones).")
@@ -309,10 +321,8 @@ def fit_ihc(
     from growthflow.attribution.models import load_params
     from growthflow.console import console
 
-    if (traces is None) == (db is None):
-        raise typer.BadParameter("give exactly one of --traces FILE or --db URL")
     base = load_params(params)
-    answers = fit.read_traces_csv(traces) if traces else fit.read_traces_db(_engine(db, schema))
+    answers = _answers(traces, db, schema)
     check = fit.cross_validate(answers, base, folds)
     fitted = fit.fit_ihc(answers, base)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -332,13 +342,8 @@ def fit_ihc(
 
 @app.command("evaluate")
 def evaluate(
-    traces: Annotated[
-        Path | None, typer.Option(help="IHC API answers as a traces CSV (ihc_api_traces.csv).")
-    ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option(help="Or: a database holding the answers of --provider ihc-api runs."),
-    ] = None,
+    traces: TracesOption = None,
+    db: AnswersDbOption = None,
     schema: SchemaOption = None,
     params: Annotated[
         Path | None, typer.Option(help="Model parameters (default: the shipped ones).")
@@ -353,11 +358,9 @@ def evaluate(
     from growthflow.attribution.models import get_model, load_params
     from growthflow.console import console
 
-    if (traces is None) == (db is None):
-        raise typer.BadParameter("give exactly one of --traces FILE or --db URL")
     get_model(model)  # an unknown model fails before reading anything
     base = load_params(params)
-    answers = fit.read_traces_csv(traces) if traces else fit.read_traces_db(_engine(db, schema))
+    answers = _answers(traces, db, schema)
     table = Table(title=f"{model} against the IHC API's answers (mean absolute error)")
     table.add_column("journeys")
     for column in ("count", "sessions", "initializer", "holder", "closer", "ihc"):

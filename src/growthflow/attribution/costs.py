@@ -433,7 +433,7 @@ def _total(parts: list) -> float:
     (correctly rounded), or the one figure a single statement gave."""
     if len(parts) == 1 and isinstance(parts[0], float):
         return parts[0]
-    return int(sum(int(p) for p in parts)) / MICROS
+    return sum(int(p) for p in parts) / MICROS
 
 
 def aggregate_costs(

@@ -35,9 +35,9 @@ from growthflow.attribution.models import (
     JourneyBatch,
     ModelParams,
     PhaseWeights,
-    _hours,
     get_model,
     ihc_model,
+    timing,
 )
 from growthflow.errors import ConfigError, InputDataError
 
@@ -181,21 +181,16 @@ def read_traces_db(engine: sa.Engine) -> Traces:
 def _ratio_points(traces: Traces, params: IhcParams) -> tuple[np.ndarray, np.ndarray]:
     """(hours, ratio) points of the initializer and of the closer curve, from the answers."""
     b = traces.batch
-    since_previous = np.zeros(b.n_sessions)
-    since_previous[1:] = _hours(np.diff(b.ts))
-    to_last = _hours(b.per_session(b.ts[b.offsets[1:] - 1]) - b.ts)
-    position = np.arange(b.n_sessions)
-    starts = b.is_first | (since_previous >= params.restart_after_hours)
-    start = b.per_session(np.maximum.reduceat(np.where(starts, position, -1), b.offsets[:-1]))
-    kept = position >= start
+    t = timing(b, params.restart_after_hours)
+    position, start, kept = t.position, t.start, t.kept
     init, closer = traces.phases[:, 0], traces.phases[:, 2]
     multi = b.per_session(b.lengths) >= 2
     first_value = init[start]
     use = multi & kept & (position > start) & (first_value > 0)
-    initializer = np.c_[since_previous[use], init[use] / first_value[use]]
+    initializer = np.c_[t.since_previous[use], init[use] / first_value[use]]
     last_value = b.per_session(closer[b.offsets[1:] - 1])
     use = multi & kept & ~b.is_last & (b.closer_engagement == 1) & (last_value > 0)
-    closer_points = np.c_[to_last[use], closer[use] / last_value[use]]
+    closer_points = np.c_[t.to_last[use], closer[use] / last_value[use]]
     return initializer, closer_points
 
 

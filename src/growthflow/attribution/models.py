@@ -265,21 +265,39 @@ def _normalise_or_zero(batch: JourneyBatch, weights: np.ndarray) -> np.ndarray:
     return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
 
 
-# --- the models ---------------------------------------------------------------------------
-def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
-    p = params.ihc
+@dataclass(frozen=True)
+class Timing:
+    """Per session: hours since the previous session and to the journey's last one, and the
+    restart rule's outcome (a session at least ``restart_after_hours`` after the previous one
+    starts the journey again; the sessions before the last such start are dropped)."""
+
+    since_previous: np.ndarray
+    to_last: np.ndarray
+    position: np.ndarray  # index in the batch
+    starts: np.ndarray  # the journey starts here (its first session, or a restart)
+    start: np.ndarray  # position of the journey's last start
+    kept: np.ndarray  # at or after that start
+
+
+def timing(batch: JourneyBatch, restart_after_hours: float) -> Timing:
     since_previous = np.zeros(batch.n_sessions)
     since_previous[1:] = _hours(np.diff(batch.ts))
     to_last = _hours(batch.per_session(batch.ts[batch.offsets[1:] - 1]) - batch.ts)
-
-    # Restart: a session at least restart_after_hours after the previous one starts the
-    # journey again; the sessions before the last such start get 0 in every phase.
     position = np.arange(batch.n_sessions)
-    starts = batch.is_first | (since_previous >= p.restart_after_hours)
+    starts = batch.is_first | (since_previous >= restart_after_hours)
     start = batch.per_session(
         np.maximum.reduceat(np.where(starts, position, -1), batch.offsets[:-1])
     )
-    kept = position >= start
+    return Timing(since_previous, to_last, position, starts, start, position >= start)
+
+
+# --- the models ---------------------------------------------------------------------------
+def ihc_model(batch: JourneyBatch, params: ModelParams) -> Attribution:
+    p = params.ihc
+    # Restart: the sessions before a journey's last restart get 0 in every phase.
+    t = timing(batch, p.restart_after_hours)
+    since_previous, to_last, position = t.since_previous, t.to_last, t.position
+    starts, start, kept = t.starts, t.start, t.kept
     # Sessions at the same second as a journey's start: the last listed is the initializer
     # (as the API answers); the ones before it count as 0 hours after their predecessor.
     tied = np.zeros(batch.n_sessions, dtype=bool)  # same second as the next session
