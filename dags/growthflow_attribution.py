@@ -24,6 +24,7 @@ conversions, a backfill each day in turn.
 from __future__ import annotations
 
 import asyncio
+import json
 from contextlib import contextmanager
 from datetime import date, timedelta
 
@@ -34,7 +35,16 @@ from airflow.sdk.log import mask_secret
 
 CHANNEL_REPORTING = Asset("growthflow://attribution/channel_reporting")
 BATCHES_PER_TASK = 10
-MODELS = ["ihc", "linear", "first-touch", "last-touch", "position-based", "time-decay"]
+MODELS = [
+    "ihc",
+    "linear",
+    "first-touch",
+    "last-touch",
+    "position-based",
+    "time-decay",
+    "markov",
+    "shapley",
+]
 
 
 def _ihc_variable() -> dict:
@@ -118,6 +128,20 @@ def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
         "max_sessions": Param(3000, type="integer", minimum=1),
         "max_journey_sessions": Param(100, type="integer", minimum=1),
         "lookback_days": Param(None, type=["null", "integer"], minimum=1),
+        "order": Param(1, type="integer", minimum=1, maximum=4, description="markov: order."),
+        "shapley_value": Param("exact", enum=["exact", "subset"], description="shapley: v(S)."),
+        "train_start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="markov/shapley: first day of the non-converting paths.",
+        ),
+        "train_end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="markov/shapley: their last day (default: end).",
+        ),
         "full_report": Param(False, type="boolean", description="Rebuild all of the report."),
         "report_window_days": Param(
             0, type="integer", minimum=0, description="Also refresh the costs of N days before."
@@ -157,6 +181,10 @@ def growthflow_attribution():
             lookback_days=params["lookback_days"],
             full_report=params["full_report"],
             report_window_days=params["report_window_days"],
+            order=params["order"],
+            shapley_value=params["shapley_value"],
+            train_start=params["train_start"],
+            train_end=params["train_end"],
         )
         engine = _engine()
         schema.init_db(engine, inputs=False)
@@ -202,17 +230,33 @@ def growthflow_attribution():
                 numbers[i : i + BATCHES_PER_TASK] for i in range(0, len(numbers), BATCHES_PER_TASK)
             ]
 
+    @task
+    def train(gf_run: str, _journeys: dict) -> dict | None:
+        """markov and shapley: learn each channel's credit from the run's paths (the other
+        models have nothing to learn)."""
+        from dataclasses import asdict
+
+        from growthflow.attribution.datadriven import DATA_DRIVEN, train_model
+        from growthflow.attribution.pipeline import load_run_config
+        from growthflow.attribution.rules import InputRules
+
+        with _working_on(gf_run) as engine:
+            config = load_run_config(engine, gf_run)
+            if config.model not in DATA_DRIVEN:
+                return None
+            stats = train_model(engine, gf_run, config, InputRules.for_engine(engine))
+            return json.loads(json.dumps(asdict(stats), default=str))
+
     @task(
         retries=3,
         retry_delay=timedelta(seconds=30),
         retry_exponential_backoff=True,
         map_index_template="{{ task.op_kwargs['batch_group'][0] }}",
     )
-    def attribute(gf_run: str, batch_group: list[int]) -> dict:
+    def attribute(gf_run: str, batch_group: list[int], _trained: dict | None) -> dict:
         """Attribute some batches; rerunning replaces their rows by key (never duplicates)."""
         from growthflow.attribution.attribute import attribute_batches
-        from growthflow.attribution.pipeline import load_run_config
-        from growthflow.attribution.providers import LocalProvider
+        from growthflow.attribution.pipeline import load_run_config, local_provider
 
         with _working_on(gf_run) as engine:
             config = load_run_config(engine, gf_run)
@@ -237,7 +281,7 @@ def growthflow_attribution():
                     "requests": stats.requests,
                     "skipped": stats.journeys_skipped,
                 }
-            provider = LocalProvider(config.model, config.params_path)
+            provider = local_provider(engine, gf_run, config)
             stats = attribute_batches(engine, gf_run, batch_group, provider)
             return {"rows": stats.rows_written, "batches": stats.batches}
 
@@ -331,14 +375,14 @@ def growthflow_attribution():
     cost_skipped = costs(gf_run)
     journeys = build_journeys(gf_run)
     groups = plan_batches(gf_run, journeys)
-    attributed = attribute.partial(gf_run=gf_run).expand(batch_group=groups)
+    trained = train(gf_run, journeys)
+    attributed = attribute.partial(gf_run=gf_run, _trained=trained).expand(batch_group=groups)
     export(gf_run, report(gf_run, attributed, cost_skipped), journeys, checked)
 
 
 growthflow_attribution_dag = growthflow_attribution()
 
 if __name__ == "__main__":
-    import json
     import sys
 
     growthflow_attribution_dag.test(run_conf=json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})

@@ -107,6 +107,7 @@ print(json.dumps({{
         "export",
         "plan_batches",
         "report",
+        "train",
     ]
     assert facts["mapped"] == ["attribute"]
     assert facts["params"] == [
@@ -118,14 +119,18 @@ print(json.dumps({{
         "max_journeys",
         "max_sessions",
         "model",
+        "order",
         "provider",
         "report_window_days",
+        "shapley_value",
         "start",
+        "train_end",
+        "train_start",
     ]
     assert facts["outlets"] == ["growthflow://attribution/channel_reporting"]
     assert facts["schedule"] in ("@daily", "0 0 * * *") and facts["catchup"] is False
     assert facts["max_active_runs"] == 1 and facts["retries"] == 3
-    assert facts["upstream_of_attribute"] == ["create_tables", "plan_batches"]
+    assert facts["upstream_of_attribute"] == ["create_tables", "plan_batches", "train"]
     assert facts["upstream_of_costs"] == ["create_tables"]  # beside the journeys
     assert facts["upstream_of_report"] == ["attribute", "costs", "create_tables"]
 
@@ -204,6 +209,47 @@ def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
     with engine.connect() as conn:
         last = conn.execute(sa.text("SELECT config FROM gf_runs ORDER BY started_at DESC")).first()
     assert json.loads(last[0])["full_report"] is False
+
+
+def test_markov_on_sqlite_matches_the_cli(airflow_env, tmp_path):
+    """The train task learns the credits once; every mapped attribute task uses them."""
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    engine = create_engine(db, create=True)
+    generate_demo_data(engine, scale=0.02, seed=9)
+    conf = {"start": "2023-09-03", "end": "2023-09-09", "model": "markov", "order": 2}
+    conf |= {"max_journeys": 1, "lookback_days": 2}
+    result = dags_test({**airflow_env, "GROWTHFLOW_DATABASE_URL": db}, conf)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "map_index=1" in result.stdout + result.stderr
+    queries = {
+        "credit": "SELECT channel_name, removal_effect, conversions FROM gf_model_channel_credit "
+        "WHERE run_id = :r ORDER BY channel_name",
+        "chain": "SELECT from_state, to_state, transitions FROM gf_markov_transitions "
+        "WHERE run_id = :r ORDER BY from_state, to_state",
+    }
+    attribution = "SELECT conv_id, session_id, ihc FROM attribution_customer_journey ORDER BY 1, 2"
+
+    def outcome() -> tuple[dict, list]:
+        with engine.connect() as conn:
+            run = conn.execute(
+                sa.text("SELECT run_id FROM gf_runs ORDER BY started_at DESC")
+            ).scalar()
+            stored = {
+                name: conn.execute(sa.text(sql), {"r": run}).all() for name, sql in queries.items()
+            }
+            return stored, conn.execute(sa.text(attribution)).all()
+
+    dag_stored, dag_attribution = outcome()
+    assert len(dag_stored["credit"]) > 3 and len(dag_stored["chain"]) > 10
+    cli = subprocess.run(
+        [BIN / "growthflow", "attribution", "run", "--db", db, "--start", "2023-09-03"]
+        + ["--end", "2023-09-09", "--model", "markov", "--order", "2", "--lookback-days", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert outcome() == (dag_stored, dag_attribution)
 
 
 def test_ihc_api_provider_on_postgres_from_connection_and_variable(airflow_env, postgres_url):

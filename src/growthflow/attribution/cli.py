@@ -118,10 +118,40 @@ def run(
     csv: Annotated[Path | None, typer.Option("--csv", help="Also export the report here.")] = None,
     model: Annotated[
         str,
-        typer.Option(help="ihc, linear, first-touch, last-touch, position-based or time-decay."),
+        typer.Option(
+            help="ihc, linear, first-touch, last-touch, position-based, time-decay, "
+            "or the data-driven markov and shapley."
+        ),
     ] = "ihc",
     params: Annotated[
         Path | None, typer.Option(help="TOML file overriding model parameters.")
+    ] = None,
+    order: Annotated[
+        int, typer.Option(min=1, max=4, help="markov: the chain's order (last N channels).")
+    ] = 1,
+    shapley_value: Annotated[
+        str,
+        typer.Option(
+            help="shapley: a coalition's value is the conversion rate of the paths whose "
+            "channels are exactly it (exact) or contained in it (subset)."
+        ),
+    ] = "exact",
+    train_start: Annotated[
+        date | None,
+        typer.Option(
+            parser=parse_date,
+            metavar="YYYY-MM-DD",
+            help="markov/shapley: first day of the non-converting paths "
+            "(default: START - lookback, or the earliest journey session).",
+        ),
+    ] = None,
+    train_end: Annotated[
+        date | None,
+        typer.Option(
+            parser=parse_date,
+            metavar="YYYY-MM-DD",
+            help="markov/shapley: their last day (default: END).",
+        ),
     ] = None,
     max_journeys: Annotated[int, typer.Option(help="Journeys per batch.")] = 100,
     max_sessions: Annotated[
@@ -198,6 +228,10 @@ def run(
         provider=provider,
         full_report=full_report,
         report_window_days=report_window,
+        order=order,
+        shapley_value=shapley_value,
+        train_start=train_start,
+        train_end=train_end,
     )
     api = None
     if config.provider == "ihc-api":
@@ -214,6 +248,8 @@ def run(
             api=api,
         )
     console.print(_summary_table(summary, csv, time.perf_counter() - t0))
+    if summary.model is not None:
+        console.print(_model_table(summary.model))
     if summary.api is not None and summary.api.failures:
         from growthflow.attribution.ihc_client import write_failures
 
@@ -439,4 +475,35 @@ def _summary_table(summary, csv: Path | None, total_seconds: float):
     for step, seconds in summary.seconds.items():
         table.add_row(f"time: {step}", f"{seconds:.3f} s")
     table.add_row("time: total (command)", f"{total_seconds:.3f} s")
+    return table
+
+
+def _model_table(stats):
+    """What a data-driven model learned: each channel's effect and credit."""
+    from rich.table import Table
+
+    effect = "removal effect" if stats.model == "markov" else "Shapley value"
+    title = (
+        f"{stats.model}: {stats.distinct_paths:,} distinct paths, {stats.conversions:,} "
+        f"conversions, {stats.null_paths:,} non-converting paths "
+        f"({stats.window.start} to {stats.window.end})"
+    )
+    if stats.conversion_probability is not None:
+        title += f"; conversion probability {stats.conversion_probability:.4f}"
+    table = Table(title=title)
+    for column in ("channel", effect, "conversions", "revenue"):
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    key = "removal_effect" if stats.model == "markov" else "shapley_value"
+    for row in sorted(stats.channels, key=lambda r: -r["conversions"]):
+        table.add_row(
+            row["channel_name"],
+            f"{row[key]:.4f}",
+            f"{row['conversions']:,.1f}",
+            f"{row['revenue']:,.2f}",
+        )
+    if stats.merged:
+        table.caption = f"(other): {len(stats.merged)} least frequent channels merged"
+    if stats.negative:
+        note = f"no credit (negative Shapley value): {', '.join(stats.negative)}"
+        table.caption = f"{table.caption}; {note}" if table.caption else note
     return table

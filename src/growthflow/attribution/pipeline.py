@@ -26,6 +26,7 @@ from growthflow.attribution import schema
 from growthflow.attribution.attribute import attribute_batches
 from growthflow.attribution.batches import plan_batches
 from growthflow.attribution.costs import CostScan, default_workers
+from growthflow.attribution.datadriven import DATA_DRIVEN, CreditProvider, TrainStats, train_model
 from growthflow.attribution.export import export_csv
 from growthflow.attribution.journeys import build_journeys, clear_staging
 from growthflow.attribution.models import JourneyBatch, get_model
@@ -65,6 +66,12 @@ class RunConfig(BaseModel):
     max_journey_sessions: int = Field(default=100, ge=1)
     lookback_days: int | None = Field(default=None, ge=1)
     provider: Literal["local", "ihc-api"] = "local"
+    # the data-driven models (markov, shapley): the chain's order, the coalition value, and
+    # the training window of the non-converting paths (default [start - lookback, end])
+    order: int = Field(default=1, ge=1, le=4)
+    shapley_value: Literal["exact", "subset"] = "exact"
+    train_start: date | None = None
+    train_end: date | None = None
     # The report: rebuilt whole, or (by default, once there is one) refreshed for the days the
     # run touched and the cost window [start - report_window_days, end].
     full_report: bool = False
@@ -79,7 +86,12 @@ class RunConfig(BaseModel):
                 f"max_journey_sessions ({self.max_journey_sessions}) cannot exceed "
                 f"max_sessions ({self.max_sessions}): a journey is never split"
             )
-        get_model(self.model)
+        if self.model not in DATA_DRIVEN:
+            get_model(self.model)
+        elif self.provider != "local":
+            raise ValueError(f"the {self.model} model runs with the local provider only")
+        if self.train_start and self.train_end and self.train_end < self.train_start:
+            raise ValueError(f"train_end {self.train_end} is before train_start {self.train_start}")
         return self
 
     @classmethod
@@ -107,11 +119,12 @@ class RunSummary:
     report_days: int | None = None
     csv_rows: int | None = None
     api: ApiStats | None = None
+    model: TrainStats | None = None  # what a data-driven model learned
     skipped: list[SkippedRows] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, default=str)
 
 
 def new_run_id() -> str:
@@ -202,7 +215,6 @@ def run_attribution(
         raise ConfigError("the ihc-api provider needs an API key and a conv_type_id")
     if csv_path is not None:  # before any work, not after the run has committed
         check_writable(csv_path)
-    provider = provider or LocalProvider(config.model, config.params_path)
     summary = RunSummary(run_id=new_run_id())
     run_id = summary.run_id
     with translate_errors(engine):
@@ -272,7 +284,7 @@ def _run_steps(
     config: RunConfig,
     summary: RunSummary,
     rules: InputRules,
-    provider: Provider,
+    provider: Provider | None,
     api: IhcApiConfig | None,
     on_plan: Callable[[int], None] | None,
     on_batch: Callable[[JourneyBatch], None] | None,
@@ -303,6 +315,11 @@ def _run_steps(
             engine, run_id, max_journeys=config.max_journeys, max_sessions=config.max_sessions
         )
     summary.batches = len(batch_nos)
+    if config.model in DATA_DRIVEN and config.provider == "local":
+        with _timed(summary, "train"):
+            summary.model = train_model(engine, run_id, config, rules)
+    if provider is None and config.provider == "local":
+        provider = local_provider(engine, run_id, config)
     if on_plan is not None:
         on_plan(len(batch_nos))
     with _timed(summary, "attribute"):
@@ -324,6 +341,14 @@ def _run_steps(
         else:
             attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
             summary.rows_written = attributed.rows_written
+
+
+def local_provider(engine: sa.Engine, run_id: str, config: RunConfig) -> Provider:
+    """The in-process provider of a run: a rule-based model, or the credits a data-driven
+    model's training step stored for the run."""
+    if config.model in DATA_DRIVEN:
+        return CreditProvider(engine, run_id, config.model)
+    return LocalProvider(config.model, config.params_path)
 
 
 def update_report(engine: sa.Engine, *, full: bool = False) -> ReportStats:

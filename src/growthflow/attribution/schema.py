@@ -208,6 +208,52 @@ report_window = sa.Table(
 )
 STAGING_TABLES = (journeys, journey_sessions, batches, cost_days, report_window)
 
+# --- the data-driven models (markov, shapley): what a run learned, kept per run ----------------
+# One row per channel and run: its removal effect (markov) or Shapley value (shapley; the other
+# is NULL) and its credited share of the window's conversions and revenue. The touchpoint
+# attribution of the run shares each conversion by these credits.
+model_channel_credit = sa.Table(
+    "gf_model_channel_credit",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("model", TEXT, nullable=False),
+    sa.Column("channel_name", TEXT, primary_key=True),
+    sa.Column("removal_effect", FLOAT),
+    sa.Column("shapley_value", FLOAT),
+    sa.Column("conversions", FLOAT, nullable=False),
+    sa.Column("revenue", FLOAT, nullable=False),
+    # the same on the revenue: the removal effect on the expected revenue (markov), the
+    # Shapley value of the revenue per path (shapley)
+    sa.Column("revenue_effect", FLOAT),
+)
+# What the model was trained on, and the chain's conversion probability from start.
+model_runs = sa.Table(
+    "gf_model_runs",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("model", TEXT, nullable=False),
+    sa.Column("settings", TEXT, nullable=False),  # order / value kind, as JSON
+    sa.Column("train_start", TEXT, nullable=False),
+    sa.Column("train_end", TEXT, nullable=False),
+    sa.Column("distinct_paths", sa.Integer, nullable=False),
+    sa.Column("conversions", sa.Integer, nullable=False),
+    sa.Column("null_paths", sa.Integer, nullable=False),
+    sa.Column("revenue", FLOAT, nullable=False),
+    sa.Column("conversion_probability", FLOAT),  # markov
+    sa.Column("merged_channels", TEXT),  # shapley: the channels merged into (other), as JSON
+)
+# The Markov chain's transition counts; states are the last `order` channels joined by " > ",
+# and (start), (conversion), (null).
+markov_transitions = sa.Table(
+    "gf_markov_transitions",
+    metadata,
+    sa.Column("run_id", TEXT, primary_key=True),
+    sa.Column("from_state", TEXT, primary_key=True),
+    sa.Column("to_state", TEXT, primary_key=True),
+    sa.Column("transitions", sa.BigInteger, nullable=False),
+)
+MODEL_TABLES = (model_channel_credit, model_runs, markov_transitions)
+
 # Indexes growthflow adds to the user's tables (never columns or rows). The journey query
 # looks sessions up by user in time order, and conversions by date.
 USER_TABLE_INDEXES = (
