@@ -27,6 +27,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_attribution.py
 	$(BIN)/python benchmarks/bench_attribution_shapes.py
 	$(BIN)/python benchmarks/bench_commissions.py
+	$(BIN)/python benchmarks/bench_models.py
 
 # Local Airflow 3 (api-server, scheduler, dag-processor, triggerer) on 127.0.0.1 with our DAGs
 # and the SQLite demo data. The port must appear in both URLs: tasks report back through the
