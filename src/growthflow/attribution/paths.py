@@ -14,6 +14,7 @@ joined by a control character that no channel name holds; Python turns the names
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -213,10 +214,26 @@ class _PathCounter:
 
 
 def _stream(conn: sa.Connection, sql: str, params: dict, counter: _PathCounter) -> None:
-    options = {"stream_results": True, "yield_per": FETCH_ROWS}
-    with conn.execution_options(**options).execute(sa.text(sql), params) as result:
-        for rows in result.partitions(FETCH_ROWS):
-            counter.add(rows)
+    if conn.dialect.name == "sqlite":
+        # sqlite3's own cursor: plain tuples (SQLAlchemy's rows cost 2.5 s of 25 at scale 10)
+        compiled = sa.text(sql).bindparams(**params).compile(dialect=conn.dialect)
+        raw = conn.connection.driver_connection
+        # Sort with helper threads: the window's sort took 9.3 s alone and 5.8-6.8 s with two
+        # (scale 10, 4.4M sessions).
+        raw.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 8)}")
+        cursor = raw.cursor()
+        try:
+            cursor.execute(compiled.string, [compiled.params[k] for k in compiled.positiontup])
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                counter.add(rows)
+        finally:
+            cursor.close()
+            raw.execute("PRAGMA threads = 0")
+    else:
+        options = {"stream_results": True, "yield_per": FETCH_ROWS}
+        with conn.execution_options(**options).execute(sa.text(sql), params) as result:
+            for rows in result.partitions(FETCH_ROWS):
+                counter.add(rows)
     counter.add([], final=True)
 
 
@@ -224,7 +241,6 @@ def read_paths(engine: sa.Engine, run_id: str, rules: InputRules, window: Traini
     """The run's converting paths and the window's non-converting paths, aggregated."""
     converting_sql, open_sql = _session_sql(rules)
     params = {
-        "run_id": run_id,
         "window_start": window.start.isoformat(),
         "window_end_day": window.end.isoformat(),
         "window_end": f"{window.end.isoformat()} 23:59:59",
