@@ -19,6 +19,8 @@ demo: $(VENV)/.installed-main
 	$(BIN)/growthflow attribution demo-data --db $(DEMO_DB) --force
 	$(BIN)/growthflow attribution run --db $(DEMO_DB) --start 2023-09-01 --end 2023-09-07 \
 		--csv out/channel_reporting.csv
+	$(BIN)/growthflow attribution report --db $(DEMO_DB) --html out/attribution.html \
+		--compare ihc,linear,last-touch,markov
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest

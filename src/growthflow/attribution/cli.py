@@ -284,14 +284,41 @@ def report(
     full: Annotated[
         bool, typer.Option(help="Rebuild every row (after back-filled costs, edited sessions).")
     ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Also write a self-contained HTML report (charts, comparison) here."),
+    ] = None,
+    start: Annotated[
+        date | None,
+        typer.Option(
+            parser=parse_date,
+            metavar="YYYY-MM-DD",
+            help="HTML: first day (default: the report's first).",
+        ),
+    ] = None,
+    end: Annotated[
+        date | None,
+        typer.Option(parser=parse_date, metavar="YYYY-MM-DD", help="HTML: last day."),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="HTML: models to compare on the same journeys, e.g. ihc,linear,last-touch,markov."
+        ),
+    ] = None,
 ) -> None:
     """Refresh channel_reporting without attributing: the days marked stale by attribution
-    changes, or every row with --full."""
+    changes, or every row with --full; with --html, also write the HTML report."""
     from growthflow.attribution.pipeline import update_report
     from growthflow.console import console
+    from growthflow.files import check_writable
 
+    if html is not None:
+        check_writable(html)
+    models = [m.strip() for m in compare.split(",") if m.strip()] if compare else None
+    engine = _engine(db, schema)
     t0 = time.perf_counter()
-    stats = update_report(_engine(db, schema), full=full)
+    stats = update_report(engine, full=full)
     what = (
         "rebuilt"
         if stats.days is None
@@ -302,6 +329,15 @@ def report(
     )
     for skipped in stats.skipped:
         console.print(f"skipped {skipped.table}: {skipped.reason}: {skipped.count:,}")
+    if html is not None:
+        from growthflow.attribution.html_report import write_attribution_report
+
+        t0 = time.perf_counter()
+        written = write_attribution_report(engine, html, start=start, end=end, compare=models)
+        console.print(
+            f"wrote the HTML report {html} ({written.start} to {written.end}, "
+            f"{html.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.2f} s"
+        )
 
 
 @app.command("export")

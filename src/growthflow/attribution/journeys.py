@@ -142,12 +142,14 @@ def build_journeys(
     rules: InputRules,
     max_journey_sessions: int = 100,
     lookback_days: int | None = None,
+    prune: bool = True,
 ) -> JourneyStats:
     """Stage the journeys of every usable conversion with ``start <= conv_date <= end``.
 
     Rerunning the step for the same ``run_id`` replaces its staging rows. Conversions in the
     range that no longer have any session lose their stored attribution here, so a rerun
-    with a shorter lookback never leaves stale rows behind.
+    with a shorter lookback never leaves stale rows behind (not with ``prune=False``: the HTML
+    report stages journeys to read them, never to change the stored attribution).
     """
     insert_journeys, insert_sessions = _statements(rules, lookback_days is not None)
     params = {
@@ -168,9 +170,10 @@ def build_journeys(
         if rules.dialect == "postgresql":
             conn.execute(sa.text("ANALYZE gf_journey_sessions"))
         no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
-        mark_stale(conn, no_journey)  # their report days lose that attribution
-        for table in schema.ATTRIBUTION_TABLES:
-            conn.execute(sa.delete(table).where(table.c.conv_id.in_(no_journey)))
+        if prune:
+            mark_stale(conn, no_journey)  # their report days lose that attribution
+            for table in schema.ATTRIBUTION_TABLES:
+                conn.execute(sa.delete(table).where(table.c.conv_id.in_(no_journey)))
         row = conn.execute(
             sa.select(
                 sa.func.count(),

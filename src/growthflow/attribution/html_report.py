@@ -1,0 +1,433 @@
+"""The attribution HTML report: ``growthflow attribution report --html FILE``.
+
+Headline figures, channels (cost, attributed conversions and revenue, CPO, ROAS), the daily
+trend, an optional model comparison, the journeys and the data quality of the last run, read
+from the database and written as one self-contained page (:mod:`growthflow.reports`).
+
+The comparison and the journey figures need the range's journeys: they are staged under a
+run id of their own (``report-html-…``) without pruning anything, every model attributes them
+in memory, and the staging rows are deleted at the end. The stored attribution is read, never
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from growthflow import reports
+from growthflow.attribution import schema
+from growthflow.attribution.rules import InputRules
+from growthflow.database import read_only, translate_errors
+from growthflow.errors import ConfigError
+from growthflow.sql import exact_sum
+
+TOP_PATHS = 15
+# time from first touch to conversion, in days: bucket edges
+WAIT_EDGES = (0, 1, 2, 3, 7, 14, 30, 60)
+
+
+@dataclass
+class AttributionReport:
+    start: date
+    end: date
+    head: dict
+    channels: list[dict]
+    daily: list[dict]
+    models: list[dict]
+    computed_at: str | None
+    journeys: dict
+    quality: list[dict]
+    comparison: dict | None = None
+    written_at: str = field(default_factory=reports.now)
+
+
+def _range(conn: sa.Connection, start: date | None, end: date | None) -> tuple[date, date]:
+    low, high = conn.execute(sa.text("SELECT MIN(date), MAX(date) FROM channel_reporting")).one()
+    if low is None and (start is None or end is None):
+        raise ConfigError(
+            "channel_reporting is empty: run `growthflow attribution run` first, "
+            "or give --start and --end"
+        )
+    start = start or date.fromisoformat(low)
+    end = end or date.fromisoformat(high)
+    if end < start:
+        raise ConfigError(f"end {end} is before start {start}")
+    return start, end
+
+
+def _channels(conn: sa.Connection, dialect: str, start: date, end: date) -> list[dict]:
+    sums = ", ".join(exact_sum(c, dialect) for c in ("cost", "ihc", "ihc_revenue"))
+    rows = conn.execute(
+        sa.text(
+            f"SELECT channel_name, {sums} FROM channel_reporting "  # noqa: S608 (constant SQL)
+            "WHERE date BETWEEN :start AND :end GROUP BY channel_name"
+        ),
+        {"start": start.isoformat(), "end": end.isoformat()},
+    ).all()
+    out = []
+    for channel, cost, conversions, revenue in rows:
+        cost, conversions, revenue = cost or 0.0, conversions or 0.0, revenue or 0.0
+        out.append(
+            {
+                "channel": channel,
+                "cost": cost,
+                "conversions": conversions,
+                "revenue": revenue,
+                "cpo": reports.divide(cost, conversions),
+                "roas": reports.divide(revenue, cost),
+            }
+        )
+    return sorted(out, key=lambda c: (-c["revenue"], c["channel"]))
+
+
+def _daily(conn: sa.Connection, dialect: str, start: date, end: date) -> list[dict]:
+    sums = ", ".join(exact_sum(c, dialect) for c in ("cost", "ihc_revenue"))
+    rows = conn.execute(
+        sa.text(
+            f"SELECT date, {sums} FROM channel_reporting "  # noqa: S608 (constant SQL)
+            "WHERE date BETWEEN :start AND :end GROUP BY date ORDER BY date"
+        ),
+        {"start": start.isoformat(), "end": end.isoformat()},
+    ).all()
+    return [{"date": d, "cost": c or 0.0, "revenue": r or 0.0} for d, c, r in rows]
+
+
+def _conversions(conn: sa.Connection, rules: InputRules, start: date, end: date) -> tuple:
+    c = rules.conversions("c")
+    revenue = rules.number("conversions", "c", "revenue")
+    total = exact_sum(revenue, rules.dialect)
+    return conn.execute(
+        sa.text(
+            f"SELECT COUNT(*), {total} FROM conversions c "  # noqa: S608 (constant SQL)
+            f"WHERE c.conv_date BETWEEN :start AND :end AND {c.valid}"
+        ),
+        {"start": start.isoformat(), "end": end.isoformat()},
+    ).one()
+
+
+def _models(conn: sa.Connection, start: date, end: date) -> list[dict]:
+    a = schema.attributed_conversions
+    rows = conn.execute(
+        sa.select(a.c.model, sa.func.count())
+        .select_from(a.join(schema.conversions, schema.conversions.c.conv_id == a.c.conv_id))
+        .where(schema.conversions.c.conv_date.between(start.isoformat(), end.isoformat()))
+        .group_by(a.c.model)
+        .order_by(sa.func.count().desc(), a.c.model)
+    ).all()
+    return [{"model": m, "conversions": n} for m, n in rows]
+
+
+def _last_run(conn: sa.Connection) -> tuple[str | None, dict]:
+    runs = schema.runs
+    row = conn.execute(
+        sa.select(runs.c.finished_at, runs.c.summary)
+        .where(runs.c.status == "succeeded")
+        .order_by(runs.c.finished_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None, {}
+    return row.finished_at[:16].replace("T", " ") + " UTC", json.loads(row.summary or "{}")
+
+
+def _quality(summary: dict, journeys: dict) -> list[dict]:
+    rows = [
+        {"what": f"skipped {s['table']}: {s['reason']}", "count": s["count"]}
+        for s in summary.get("skipped", [])
+    ]
+    rows.append({"what": "journeys truncated (range)", "count": journeys["truncated"]})
+    rows.append(
+        {"what": "conversions without a journey (range)", "count": journeys["without_journey"]}
+    )
+    return rows
+
+
+def _stage(engine: sa.Engine, rules: InputRules, start: date, end: date, settings: dict):
+    """The range's journeys as one batch, staged under a run id of their own."""
+    from growthflow.attribution.attribute import load_batch
+    from growthflow.attribution.batches import plan_batches
+    from growthflow.attribution.journeys import build_journeys
+
+    run_id = f"report-html-{uuid.uuid4().hex[:12]}"
+    stats = build_journeys(
+        engine,
+        run_id,
+        start,
+        end,
+        rules=rules,
+        max_journey_sessions=settings.get("max_journey_sessions", 100),
+        lookback_days=settings.get("lookback_days"),
+        prune=False,
+    )
+    batch = None
+    numbers = plan_batches(engine, run_id, max_journeys=2**31 - 1, max_sessions=2**31 - 1)
+    if numbers:
+        with engine.connect() as conn:
+            batch = load_batch(conn, run_id, numbers[0])
+    return run_id, stats, batch
+
+
+def _journey_figures(batch, stats) -> dict:
+    empty = {"count": 0, "sessions": 0, "lengths": [], "waits": [], "paths": []}
+    figures = {**empty, "truncated": stats.truncated, "without_journey": stats.without_journey}
+    if batch is None:
+        return figures
+    lengths = Counter(batch.lengths.tolist())
+    first = batch.ts[batch.offsets[:-1]]
+    days = (batch.conv_ts - first).astype("timedelta64[s]").astype(np.float64) / 86_400
+    edges = np.array(WAIT_EDGES, dtype=float)
+    bucket = np.searchsorted(edges, days, side="right") - 1
+    labels = [f"{a}–{b} d" for a, b in zip(WAIT_EDGES, WAIT_EDGES[1:], strict=False)]
+    labels.append(f"{WAIT_EDGES[-1]}+ d")
+    waits = np.bincount(bucket, minlength=len(labels))
+    paths = Counter(
+        " > ".join(batch.channel[a:b].tolist())
+        for a, b in zip(batch.offsets[:-1], batch.offsets[1:], strict=True)
+    )
+    n = batch.n_journeys
+    figures.update(
+        count=n,
+        sessions=batch.n_sessions,
+        lengths=sorted(lengths.items()),
+        waits=list(zip(labels, waits.tolist(), strict=True)),
+        paths=[
+            {"path": p, "journeys": k, "share": k / n}
+            for p, k in sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PATHS]
+        ],
+    )
+    return figures
+
+
+def _compare(engine, rules, run_id, batch, models: list[str], settings: dict, start, end):
+    """Attributed conversions per channel under each model, on the staged journeys."""
+    from growthflow.attribution.datadriven import DATA_DRIVEN, credit_model
+    from growthflow.attribution.providers import LocalProvider
+
+    names, codes = np.unique(batch.channel, return_inverse=True)
+    per_model = []
+    for model in models:
+        if model in DATA_DRIVEN:
+            from growthflow.attribution.markov import markov_model
+            from growthflow.attribution.paths import read_paths, training_window
+            from growthflow.attribution.shapley import shapley_model
+
+            window = training_window(
+                engine, run_id, start, end, settings.get("lookback_days"), None, None
+            )
+            paths = read_paths(engine, run_id, rules, window)
+            fitted = markov_model(paths) if model == "markov" else shapley_model(paths)
+            credit = dict(
+                zip(fitted.channels, fitted.credit(paths.total_conversions, 0)[0], strict=True)
+            )
+            if model == "shapley" and fitted.merged:
+                other = credit.get("(other)", 0.0)
+                credit |= dict.fromkeys(fitted.merged, other)
+            ihc = credit_model(batch, credit).ihc
+        else:
+            ihc = LocalProvider(model).attribute(batch).ihc
+        per_model.append(np.bincount(codes, weights=ihc, minlength=len(names)))
+    table = np.array(per_model)  # (models, channels)
+    order = np.lexsort((names, -table[0]))
+    rows = [{"channel": str(names[i]), "values": [float(v) for v in table[:, i]]} for i in order]
+    return {"models": models, "rows": rows, "journeys": batch.n_journeys}
+
+
+def gather(
+    engine: sa.Engine,
+    start: date | None = None,
+    end: date | None = None,
+    compare: list[str] | None = None,
+) -> AttributionReport:
+    from growthflow.attribution.datadriven import DATA_DRIVEN
+    from growthflow.attribution.journeys import clear_staging
+    from growthflow.attribution.models import get_model
+
+    for model in compare or []:
+        if model not in DATA_DRIVEN:
+            get_model(model)  # an unknown model fails before any work
+    rules = InputRules.for_engine(engine)
+    dialect = engine.dialect.name
+    with read_only(engine) as conn:
+        start, end = _range(conn, start, end)
+        channels = _channels(conn, dialect, start, end)
+        daily = _daily(conn, dialect, start, end)
+        conversions, revenue = _conversions(conn, rules, start, end)
+        models = _models(conn, start, end)
+        computed_at, summary = _last_run(conn)
+    settings = {}
+    if summary:  # the last run's journey settings, so the journeys look like the stored ones
+        with read_only(engine) as conn:
+            config = conn.execute(
+                sa.select(schema.runs.c.config)
+                .where(schema.runs.c.status == "succeeded")
+                .order_by(schema.runs.c.finished_at.desc())
+                .limit(1)
+            ).scalar()
+        settings = json.loads(config or "{}")
+    run_id, stats, batch = _stage(engine, rules, start, end, settings)
+    try:
+        journeys = _journey_figures(batch, stats)
+        comparison = None
+        if compare and batch is not None:
+            comparison = _compare(engine, rules, run_id, batch, compare, settings, start, end)
+    finally:
+        with engine.begin() as conn:
+            clear_staging(conn, run_id)
+    cost = math.fsum(c["cost"] for c in channels)
+    attributed = math.fsum(c["revenue"] for c in channels)
+    attributed_conversions = math.fsum(c["conversions"] for c in channels)
+    head = {
+        "conversions": conversions,
+        "revenue": revenue or 0.0,
+        "cost": cost,
+        "attributed_revenue": attributed,
+        "attributed_conversions": attributed_conversions,
+        "roas": reports.divide(attributed, cost),
+        "cpo": reports.divide(cost, attributed_conversions),
+    }
+    return AttributionReport(
+        start=start,
+        end=end,
+        head=head,
+        channels=channels,
+        daily=daily,
+        models=models,
+        computed_at=computed_at,
+        journeys=journeys,
+        quality=_quality(summary, journeys),
+        comparison=comparison,
+    )
+
+
+def figures(report: AttributionReport) -> dict:
+    """The report's Bokeh figures, by the name the template places them under."""
+    from bokeh.models import ColumnDataSource, FactorRange, NumeralTickFormatter
+    from bokeh.plotting import figure
+    from bokeh.transform import dodge
+
+    palette = reports.PALETTE
+    channels = [c["channel"] for c in reversed(report.channels)]  # biggest on top
+    height = 80 + 26 * max(len(channels), 1)
+    common = {"sizing_mode": "stretch_width", "toolbar_location": None}
+    out = {}
+
+    source = ColumnDataSource(
+        {
+            "channel": channels,
+            "cost": [c["cost"] for c in reversed(report.channels)],
+            "revenue": [c["revenue"] for c in reversed(report.channels)],
+            "roas": [c["roas"] or 0.0 for c in reversed(report.channels)],
+        }
+    )
+    fig = figure(
+        y_range=FactorRange(*channels),
+        height=height,
+        title="Cost and attributed revenue per channel",
+        **common,
+    )
+    fig.hbar(
+        y=dodge("channel", 0.18, range=fig.y_range),
+        right="cost",
+        height=0.34,
+        source=source,
+        color=palette[3],
+        legend_label="cost",
+    )
+    fig.hbar(
+        y=dodge("channel", -0.18, range=fig.y_range),
+        right="revenue",
+        height=0.34,
+        source=source,
+        color=palette[0],
+        legend_label="attributed revenue",
+    )
+    fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
+    fig.legend.location = "bottom_right"
+    out["cost_revenue"] = fig
+
+    fig = figure(y_range=FactorRange(*channels), height=height, title="ROAS per channel", **common)
+    fig.hbar(y="channel", right="roas", height=0.6, source=source, color=palette[2])
+    fig.xaxis.formatter = NumeralTickFormatter(format="0.00")
+    out["roas"] = fig
+
+    days = [np.datetime64(d["date"]) for d in report.daily]
+    fig = figure(
+        x_axis_type="datetime",
+        height=300,
+        title="Cost and attributed revenue per day (sessions' day)",
+        **common,
+    )
+    fig.line(days, [d["cost"] for d in report.daily], color=palette[3], legend_label="cost")
+    fig.line(
+        days,
+        [d["revenue"] for d in report.daily],
+        color=palette[0],
+        legend_label="attributed revenue",
+        line_width=2,
+    )
+    fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
+    fig.legend.location = "top_left"
+    out["daily"] = fig
+
+    if report.comparison:
+        models = report.comparison["models"]
+        rows = list(reversed(report.comparison["rows"]))
+        names = [r["channel"] for r in rows]
+        factors = [(name, model) for name in names for model in models]
+        values = [r["values"][k] for r in rows for k in range(len(models))]
+        colors = [palette[k % len(palette)] for _ in rows for k in range(len(models))]
+        fig = figure(
+            y_range=FactorRange(*factors),
+            height=80 + 16 * len(factors),
+            title="Attributed conversions per channel and model",
+            **common,
+        )
+        fig.hbar(y=factors, right=values, height=0.8, color=colors)
+        fig.xaxis.formatter = NumeralTickFormatter(format="0,0")
+        out["comparison"] = fig
+
+    lengths = report.journeys["lengths"]
+    fig = figure(height=260, title="Journeys by number of sessions", **common)
+    fig.vbar(x=[k for k, _ in lengths], top=[n for _, n in lengths], width=0.8, color=palette[0])
+    out["lengths"] = fig
+
+    waits = report.journeys["waits"]
+    labels = [label for label, _ in waits] or ["—"]
+    fig = figure(
+        x_range=FactorRange(*labels),
+        height=260,
+        title="Days from first touch to conversion",
+        **common,
+    )
+    fig.vbar(x=labels, top=[n for _, n in waits] or [0], width=0.8, color=palette[1])
+    out["time_to_conversion"] = fig
+    return out
+
+
+def write_attribution_report(
+    engine: sa.Engine,
+    path: Path,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    compare: list[str] | None = None,
+) -> AttributionReport:
+    with translate_errors(engine):
+        report = gather(engine, start, end, compare)
+    html = reports.render(
+        "attribution.html.j2",
+        figures(report),
+        title=f"Attribution {report.start} to {report.end}",
+        **report.__dict__,
+    )
+    reports.write(path, html)
+    return report

@@ -1,0 +1,258 @@
+"""The HTML reports: figures in the page against the database, and the page in a real browser
+(Debian's headless Chromium, driven by Playwright; skipped when either is missing)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from growthflow.attribution import schema
+from growthflow.attribution.html_report import write_attribution_report
+from growthflow.errors import ConfigError
+
+from conftest import conversion, session
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Page(HTMLParser):
+    """The tables (by id: rows of (text, data-value) cells) and the headline figures."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tables: dict[str, list[list[tuple[str, str | None]]]] = {}
+        self.figures: dict[str, str] = {}
+        self._table = self._row = self._cell = self._figure = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", "?"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = ["", attrs.get("data-value")]
+        elif "data-figure" in attrs:
+            self._figure = attrs["data-figure"]
+            self.figures[self._figure] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag == "tr" and self._row is not None:
+            if self._row and self._table is not None:
+                self._table.append(self._row)
+            self._row = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._row.append((self._cell[0].strip(), self._cell[1]))
+            self._cell = None
+        elif tag == "div":
+            self._figure = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[0] += data
+        if self._figure is not None:
+            self.figures[self._figure] += data.strip()
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def load_two_channels(db) -> None:
+    """Paid (with cost) and Free (cost rows without cost), a channel with cost and no
+    attribution (Display), a bad conversion row."""
+    sessions = [
+        session("s1", "u1", "2023-09-01", "10:00:00", "Paid"),
+        session("s2", "u1", "2023-09-02", "10:00:00", "Free"),
+        session("s3", "u2", "2023-09-02", "11:00:00", "Paid"),
+        session("s4", "u3", "2023-09-03", "09:00:00", "Display"),
+        session("s5", "u4", "2023-09-03", "09:30:00", "Free"),
+        session("s6", "u4", "2023-09-03", "09:40:00", "Paid"),
+    ]
+    conversions = [
+        conversion("c1", "u1", "2023-09-02", "12:00:00", 120.0),
+        conversion("c2", "u2", "2023-09-03", "12:00:00", 80.5),
+        conversion("c3", "u4", "2023-09-03", "12:00:00", 1000.25),
+        conversion("c4", "u5", "2023-09-03", "12:00:00", 10.0),  # no sessions
+    ]
+    costs = [("s1", 10.25), ("s2", None), ("s3", 20.5), ("s4", 7.0), ("s6", 1234.5)]
+    db.load(sessions, conversions, costs)
+
+
+def test_attribution_report_figures_equal_the_database(db, tmp_path):
+    load_two_channels(db)
+    db.run("2023-09-01", "2023-09-03", model="linear")
+    before = db.attribution()
+    path = tmp_path / "report" / "attribution.html"
+    report = write_attribution_report(
+        db.engine, path, compare=["ihc", "linear", "last-touch", "markov"]
+    )
+    html = path.read_text(encoding="utf-8")
+    page = Page(html)
+    assert db.attribution() == before  # the comparison left the stored attribution alone
+    assert db.rows("SELECT COUNT(*) FROM gf_journeys")[0][0] == 0  # no staging left
+    assert str(report.start) == "2023-09-01" and str(report.end) == "2023-09-03"
+
+    stored = {
+        channel: (cost or 0.0, ihc or 0.0, revenue or 0.0)
+        for channel, cost, ihc, revenue in db.rows(
+            "SELECT channel_name, SUM(cost), SUM(ihc), SUM(ihc_revenue) FROM channel_reporting "
+            "GROUP BY channel_name"
+        )
+    }
+    rows = page.tables["channel-table"][1:]
+    assert {r[0][0] for r in rows} == set(stored)
+    for (name, _), cost, conv, revenue, cpo, roas in rows:
+        s_cost, s_conv, s_revenue = stored[name]
+        assert float(cost[1]) == pytest.approx(s_cost)
+        assert number(cost[0]) == pytest.approx(round(s_cost, 2))
+        assert float(conv[1]) == pytest.approx(s_conv)
+        assert float(revenue[1]) == pytest.approx(s_revenue)
+        if s_conv:
+            assert float(cpo[1]) == pytest.approx(s_cost / s_conv)
+        else:
+            assert cpo == ("—", "")
+        if s_cost:
+            assert float(roas[1]) == pytest.approx(s_revenue / s_cost)
+        else:
+            assert roas == ("—", "")
+    assert page.tables["channel-table"][1][0][0] in stored  # sorted rows, not the header
+    assert not re.search(
+        r"\b(inf|nan|NaN|None)\b", re.sub(r"<script.*?</script>", "", html, flags=re.S)
+    )
+
+    total_cost = math.fsum(v[0] for v in stored.values())
+    total_revenue = math.fsum(v[2] for v in stored.values())
+    total_conv = math.fsum(v[1] for v in stored.values())
+    assert page.figures["conversions"] == "4"  # every usable conversion dated in the range
+    assert number(page.figures["revenue"]) == pytest.approx(1210.75)
+    assert number(page.figures["cost"]) == pytest.approx(round(total_cost, 2))
+    assert number(page.figures["attributed_revenue"]) == pytest.approx(round(total_revenue, 2))
+    assert number(page.figures["roas"]) == pytest.approx(round(total_revenue / total_cost, 2))
+    assert number(page.figures["cpo"]) == pytest.approx(round(total_cost / total_conv, 2))
+
+    # Model comparison: every model shares each of the 3 journeys once.
+    header, *compared = page.tables["comparison-table"]
+    assert [h[0] for h in header] == ["Channel", "ihc", "linear", "last-touch", "markov"]
+    for k in range(1, 5):
+        assert sum(float(r[k][1]) for r in compared) == pytest.approx(3.0)
+    linear = {r[0][0]: float(r[2][1]) for r in compared}
+    assert linear == pytest.approx({name: v[1] for name, v in stored.items() if v[1]})
+    last_touch = {r[0][0]: float(r[3][1]) for r in compared}
+    assert last_touch == {"Free": 1.0, "Paid": 2.0}  # s2 (Free), s3 and s6 (Paid) close
+
+    quality = {r[0][0]: r[1][1] for r in page.tables["quality-table"][1:]}
+    assert quality["conversions without a journey (range)"] == "1"
+    paths = {r[0][0]: r[1][0] for r in page.tables["paths-table"][1:]}
+    assert paths == {"Paid > Free": "1", "Paid": "1", "Free > Paid": "1"}
+
+
+def test_report_range_and_empty_report(db, tmp_path):
+    load_two_channels(db)
+    schema.init_db(db.engine)
+    with pytest.raises(ConfigError, match="channel_reporting is empty"):
+        write_attribution_report(db.engine, tmp_path / "a.html")
+    db.run("2023-09-01", "2023-09-03", model="ihc")
+    report = write_attribution_report(
+        db.engine, tmp_path / "a.html", start=__import__("datetime").date(2023, 9, 3)
+    )
+    assert [c["channel"] for c in report.channels] == sorted(
+        {c["channel"] for c in report.channels},
+        key=lambda n: -next(r["revenue"] for r in report.channels if r["channel"] == n),
+    )
+    assert str(report.start) == "2023-09-03"
+    cost = db.rows("SELECT SUM(cost) FROM channel_reporting WHERE date = '2023-09-03'")[0][0]
+    assert report.head["cost"] == pytest.approx(cost)
+
+
+def test_report_cli_writes_the_page(db, tmp_path):
+    from test_cli import cli
+
+    load_two_channels(db)
+    db.run("2023-09-01", "2023-09-03")
+    out = tmp_path / "out" / "attribution.html"
+    result = cli(
+        "attribution", "report", *db.cli_args(), "--html", str(out), "--compare", "ihc,linear"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote the HTML report" in result.stdout and out.stat().st_size < 3_000_000
+    html = out.read_text(encoding="utf-8")
+    assert "<script" in html and not re.search(r"<(script|link|img)[^>]*(src|href)=", html)
+    bad = cli("attribution", "report", *db.cli_args(), "--html", str(out), "--compare", "magic")
+    assert bad.returncode == 2 and "unknown model 'magic'" in bad.stderr
+
+
+# --- in a real browser -----------------------------------------------------------------------
+RENDERED = """() => Array.from(document.querySelectorAll('.chart > div')).map(div => {
+    let canvases = 0;
+    const walk = (root) => root.querySelectorAll('*').forEach(el => {
+        if (el.tagName === 'CANVAS' && el.width > 0 && el.height > 0) canvases += 1;
+        if (el.shadowRoot) walk(el.shadowRoot);
+    });
+    walk(div);
+    const box = div.firstElementChild ? div.firstElementChild.getBoundingClientRect() : null;
+    return {canvases: canvases, width: box ? box.width : 0, height: box ? box.height : 0};
+})"""
+
+
+def open_in_chromium(path: Path, tmp_path: Path, width: int) -> tuple[list, list, int]:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium package is not installed")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            problems = []
+            page.on(
+                "console",
+                lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error" else None,
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on(  # offline: nothing but the file itself
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(("file:", "data:", "blob:"))
+                    else problems.append(f"fetched {r.url}")
+                ),
+            )
+            page.goto(path.as_uri())
+            page.wait_for_function("() => window.Bokeh !== undefined")
+            page.wait_for_timeout(500)
+            charts = page.evaluate(RENDERED)
+            page.screenshot(path=str(tmp_path / f"report-{width}.png"), full_page=True)
+            overflow = page.evaluate("() => document.documentElement.scrollWidth")
+            page.emulate_media(media="print")
+            page.pdf(path=str(tmp_path / "report.pdf"))
+        finally:
+            browser.close()
+    return problems, charts, overflow
+
+
+@pytest.mark.parametrize("width", [1280, 420])
+def test_attribution_report_renders_in_chromium(tmp_path, width):
+    from growthflow.attribution.demo import generate_demo_data
+    from growthflow.attribution.pipeline import RunConfig, run_attribution
+    from growthflow.database import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'demo.db'}", create=True)
+    generate_demo_data(engine, scale=0.02, seed=3)
+    run_attribution(engine, RunConfig.build(start="2023-09-01", end="2023-09-10"))
+    path = tmp_path / "attribution.html"
+    write_attribution_report(engine, path, compare=["ihc", "linear", "markov"])
+    problems, charts, overflow = open_in_chromium(path, tmp_path, width)
+    assert problems == []
+    assert len(charts) == 6
+    assert all(c["canvases"] > 0 and c["width"] > 0 and c["height"] > 0 for c in charts), charts
+    assert all(c["width"] <= width for c in charts)  # charts fit a narrow window
+    assert (tmp_path / f"report-{width}.png").stat().st_size > 10_000
+    assert (tmp_path / "report.pdf").stat().st_size > 10_000
