@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from growthflow.attribution import schema
 from growthflow.attribution.html_report import write_attribution_report
+from growthflow.commissions.html_report import write_commissions_report
 from growthflow.errors import ConfigError
 
 from conftest import conversion, session
@@ -191,7 +193,10 @@ def test_report_cli_writes_the_page(db, tmp_path):
 
 
 # --- in a real browser -----------------------------------------------------------------------
-RENDERED = """() => Array.from(document.querySelectorAll('.chart > div')).map(div => {
+RENDERED = """(within) => Array.from(document.querySelectorAll(within + ' .chart'))
+  .filter(chart => chart.offsetParent !== null)  // shown (not in a hidden scope)
+  .map(chart => {
+    const div = chart.firstElementChild;
     let canvases = 0;
     const walk = (root) => root.querySelectorAll('*').forEach(el => {
         if (el.tagName === 'CANVAS' && el.width > 0 && el.height > 0) canvases += 1;
@@ -203,7 +208,11 @@ RENDERED = """() => Array.from(document.querySelectorAll('.chart > div')).map(di
 })"""
 
 
-def open_in_chromium(path: Path, tmp_path: Path, width: int) -> tuple[list, list, int]:
+def open_in_chromium(
+    path: Path, tmp_path: Path, width: int, scopes: tuple[str, ...] = ()
+) -> tuple[list, list, int]:
+    """Console errors and requests, and how each chart rendered (after clicking each of
+    ``scopes``, the commissions report's switcher, for the charts of that scope)."""
     playwright = pytest.importorskip("playwright.sync_api")
     if CHROMIUM is None:
         pytest.skip("Debian's chromium package is not installed")
@@ -228,7 +237,12 @@ def open_in_chromium(path: Path, tmp_path: Path, width: int) -> tuple[list, list
             page.goto(path.as_uri())
             page.wait_for_function("() => window.Bokeh !== undefined")
             page.wait_for_timeout(500)
-            charts = page.evaluate(RENDERED)
+            charts = page.evaluate(RENDERED, "body")
+            for scope in scopes:
+                page.click(f'label[for="scope-{scope}"]')
+                page.wait_for_timeout(300)
+                shown = page.evaluate(RENDERED, f"#panel-{scope}")
+                charts += [{**c, "scope": scope} for c in shown]
             page.screenshot(path=str(tmp_path / f"report-{width}.png"), full_page=True)
             overflow = page.evaluate("() => document.documentElement.scrollWidth")
             page.emulate_media(media="print")
@@ -256,3 +270,86 @@ def test_attribution_report_renders_in_chromium(tmp_path, width):
     assert all(c["width"] <= width for c in charts)  # charts fit a narrow window
     assert (tmp_path / f"report-{width}.png").stat().st_size > 10_000
     assert (tmp_path / "report.pdf").stat().st_size > 10_000
+
+
+# --- the commissions report ------------------------------------------------------------------
+def commissions_db(db, tmp_path):
+    import time
+
+    from growthflow.commissions.config import load_config
+    from growthflow.commissions.demo import write_demo_landing
+    from growthflow.commissions.pipeline import run_commissions
+
+    landing = tmp_path / "landing"
+    write_demo_landing(
+        landing, days=9, rows_per_file=400, start=__import__("datetime").date(2024, 3, 27)
+    )
+    run_commissions(db.engine, load_config(), landing, tmp_path / "archive", now=time.time() + 3600)
+
+
+def test_commissions_report_figures_equal_the_database(db, tmp_path):
+    commissions_db(db, tmp_path)
+    path = tmp_path / "commissions.html"
+    report = write_commissions_report(db.engine, path, month="2024-03")
+    page = Page(path.read_text(encoding="utf-8"))
+    assert (str(report.first), str(report.last)) == ("2024-03-01", "2024-03-31")
+    for scope in ("events", "scrapers", "combined"):
+        stored = {
+            source: (deal, money_(raw), clicks, money_(commission))
+            for source, deal, raw, clicks, commission in db.rows(
+                "SELECT marketing_source, MAX(deal), SUM(raw_earnings), SUM(clicks), "
+                "SUM(commission) FROM commission_source_daily WHERE scope = :s "
+                "AND date BETWEEN '2024-03-01' AND '2024-03-31' GROUP BY marketing_source",
+                s=scope,
+            )
+        }
+        rows = page.tables[f"sources-{scope}"][1:]
+        assert len(rows) == len(stored) > 0
+        for (source, _), (deal, _), _days, raw, clicks, commission in rows:
+            s_deal, s_raw, s_clicks, s_commission = stored[source]
+            assert deal == s_deal
+            assert Decimal(raw[1]) == s_raw and Decimal(commission[1]) == s_commission
+            assert int(clicks[1]) == s_clicks
+        total = sum((v[3] for v in stored.values()), Decimal(0))
+        assert number(page.figures[f"commission-{scope}"]) == pytest.approx(float(total))
+        operators = {
+            o: money_(c)
+            for o, c in db.rows(
+                "SELECT operator, commission FROM commission_operator_monthly "
+                "WHERE scope = :s AND month = '2024-03'",
+                s=scope,
+            )
+        }
+        shown = {r[0][0]: Decimal(r[2][1]) for r in page.tables[f"operators-{scope}"][1:]}
+        assert shown == operators
+    assert page.tables["quarantine-table"][1:] == [[("none", None)]]  # none in March here
+    april = tmp_path / "april.html"
+    report = write_commissions_report(db.engine, april, month="2024-04")
+    assert report.scopes["events"]["sources"] and str(report.first) == "2024-04-01"
+    quarantined = db.rows(
+        "SELECT f.name, q.reason, COUNT(*) FROM commission_quarantine q JOIN commission_files f "
+        "ON f.file_id = q.file_id WHERE f.day IS NULL OR f.day >= '2024-04-01' GROUP BY 1, 2"
+    )
+    rows = Page(april.read_text(encoding="utf-8")).tables["quarantine-table"][1:]
+    assert [(r[0][0], r[1][0], int(r[2][1])) for r in rows] == quarantined
+    assert len(quarantined) > 0
+    with pytest.raises(ConfigError, match="YYYY-MM"):
+        write_commissions_report(db.engine, tmp_path / "x.html", month="March")
+
+
+def money_(value) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def test_commissions_report_renders_in_chromium(tmp_path, db):
+    if db.dialect != "sqlite":
+        pytest.skip("the page does not depend on the database")
+    commissions_db(db, tmp_path)
+    path = tmp_path / "commissions.html"
+    write_commissions_report(db.engine, path)
+    problems, charts, _ = open_in_chromium(
+        path, tmp_path, 1000, scopes=("scrapers", "combined", "events")
+    )
+    assert problems == []
+    assert len(charts) == 3 + 6  # events' two and the loads' on opening; two per scope
+    assert all(c["canvases"] > 0 and c["width"] > 0 and c["height"] > 0 for c in charts), charts

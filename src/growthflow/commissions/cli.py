@@ -111,6 +111,29 @@ def export(
         console.print(f"{path}: {rows:,} rows", highlight=False)
 
 
+@app.command("report")
+def report(
+    html: Annotated[Path, typer.Option(help="Where to write the HTML report.")],
+    db: DbOption = None,
+    schema: SchemaOption = None,
+    month: Annotated[
+        str | None, typer.Option(help="The month, YYYY-MM (default: the latest with commissions).")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of one month: commission per marketing source per
+    day and per operator, per scope, and the quarantine and warnings of the loads."""
+    from growthflow.commissions.html_report import write_commissions_report
+    from growthflow.console import console
+    from growthflow.files import check_writable
+
+    check_writable(html)
+    written = write_commissions_report(_engine(db, schema), html, month=month)
+    console.print(
+        f"wrote the HTML report {html} ({written.month}, {html.stat().st_size / 1e6:.1f} MB)",
+        highlight=False,
+    )
+
+
 @app.command("demo-data")
 def demo_data(
     landing: Annotated[Path, typer.Option(help="The landing zone folder to fill.")],
