@@ -1,11 +1,13 @@
 """The data-driven models against their peers, side by side (issue 13).
 
     python benchmarks/bench_models.py [--paths 1000000] [--channels 16] [--no-peers]
+                                      [--input distinct|rows]
 
 Generates path data once (``--paths`` paths over ``--channels`` channels, lengths like the demo
-data's journeys and non-converting runs, ~5 % converting, with revenue), aggregated to distinct
-paths with their conversion and null counts, and times on it, each in its own process (wall
-time of the model alone, and the process's peak memory):
+data's journeys and non-converting runs, ~5 % converting, with revenue) as a CSV of distinct
+paths with their conversion and null counts (what growthflow's database step hands its models;
+``--input rows``: one row per path), and times on it, each in its own process (wall time of
+parsing the paths and the model, and the process's peak memory):
 - growthflow's markov (orders 1 and 4) and shapley;
 - ChannelAttribution's markov_model (order 1 and 4; a simulation) and MAM's run_markov (order 1,
   an absorbing chain solved by matrix inversion) and run_shapley, installed in the benchmark's
@@ -31,8 +33,9 @@ SEP = " > "
 
 
 # --- data --------------------------------------------------------------------------------------
-def generate(path: Path, n_paths: int, n_channels: int, seed: int = 13) -> None:
-    """Distinct paths with conversions, nulls and revenue, as a CSV every tool can read."""
+def generate(path: Path, n_paths: int, n_channels: int, aggregate: bool, seed: int = 13) -> None:
+    """Paths with conversions, nulls and revenue, as a CSV every tool can read: one row per
+    distinct path (``aggregate``) or one per path."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -47,6 +50,15 @@ def generate(path: Path, n_paths: int, n_channels: int, seed: int = 13) -> None:
     converted = rng.random(n_paths) < 0.05 * score / score.mean()
     revenue = np.where(converted, np.round(rng.gamma(2.0, 40.0, n_paths), 2), 0.0)
     names = [f"channel {i:02d}" for i in range(n_channels)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not aggregate:
+        with path.open("w") as out:
+            out.write("path,conversions,nulls,revenue\n")
+            for p in range(n_paths):
+                text = SEP.join(names[k] for k in codes[offsets[p] : offsets[p + 1]].tolist())
+                won = int(converted[p])
+                out.write(f"{text},{won},{1 - won},{revenue[p]:.2f}\n")
+        return
     keys: dict[tuple, list] = {}
     for p in range(n_paths):
         key = tuple(codes[offsets[p] : offsets[p + 1]].tolist())
@@ -56,18 +68,18 @@ def generate(path: Path, n_paths: int, n_channels: int, seed: int = 13) -> None:
             entry[2] += revenue[p]
         else:
             entry[1] += 1
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         out.write("path,conversions,nulls,revenue\n")
         for key, (c, n, r) in sorted(keys.items()):
             out.write(f"{SEP.join(names[k] for k in key)},{c},{n},{r:.2f}\n")
 
 
-def ensure_data(n_paths: int, n_channels: int) -> Path:
-    path = DATA / f"paths_{n_paths}_{n_channels}.csv"
+def ensure_data(n_paths: int, n_channels: int, aggregate: bool) -> Path:
+    kind = "distinct" if aggregate else "rows"
+    path = DATA / f"paths_{n_paths}_{n_channels}_{kind}.csv"
     if not path.exists():
         print(f"generating {n_paths:,} paths over {n_channels} channels ...", flush=True)
-        generate(path.with_suffix(".tmp"), n_paths, n_channels)
+        generate(path.with_suffix(".tmp"), n_paths, n_channels, aggregate)
         path.with_suffix(".tmp").rename(path)
     return path
 
@@ -204,6 +216,13 @@ def main() -> None:
     parser.add_argument("--paths", type=int, default=1_000_000)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument(
+        "--input",
+        choices=("distinct", "rows"),
+        default="distinct",
+        help="what every tool reads: one row per distinct path with its counts (default), "
+        "or one row per path",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -217,9 +236,9 @@ def main() -> None:
             out = work_mam(data, rest[1])
         print(json.dumps(out))
         return
-    data = ensure_data(args.paths, args.channels)
-    distinct = sum(1 for _ in data.open()) - 1
-    print(f"{args.paths:,} paths over {args.channels} channels: {distinct:,} distinct")
+    data = ensure_data(args.paths, args.channels, args.input == "distinct")
+    rows = sum(1 for _ in data.open()) - 1
+    print(f"{args.paths:,} paths over {args.channels} channels, read as {rows:,} rows")
     peers = None if args.no_peers else ensure_peers()
     ours = sys.executable
     cases = [
