@@ -479,3 +479,13 @@ def test_order_one_removal_effects_within_channelattributions_simulation():
     ours = markov_model(Paths.from_lists(paths, conv, null))
     for name, value in zip(ours.channels, ours.removal_effect, strict=True):
         assert value == pytest.approx(effect[name], rel=0.02)
+
+
+def test_a_missing_params_file_fails_before_the_run_is_recorded(db, tmp_path):
+    """The provider of a rule-based model is built before the run starts (data-driven ones
+    after their training step)."""
+    sessions, conversions = random_rows(2)
+    db.load(sessions, conversions)
+    with pytest.raises(ConfigError, match="parameter file not found"):
+        db.run("2023-09-03", "2023-09-08", model="ihc", params_path=tmp_path / "missing.toml")
+    assert db.rows("SELECT COUNT(*) FROM gf_runs") == [(0,)]

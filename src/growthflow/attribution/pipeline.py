@@ -215,6 +215,8 @@ def run_attribution(
         raise ConfigError("the ihc-api provider needs an API key and a conv_type_id")
     if csv_path is not None:  # before any work, not after the run has committed
         check_writable(csv_path)
+    if provider is None and config.provider == "local" and config.model not in DATA_DRIVEN:
+        provider = LocalProvider(config.model, config.params_path)  # a bad --params: now
     summary = RunSummary(run_id=new_run_id())
     run_id = summary.run_id
     with translate_errors(engine):
