@@ -126,17 +126,19 @@ def _models(conn: sa.Connection, start: date, end: date) -> list[dict]:
     return [{"model": m, "conversions": n} for m, n in rows]
 
 
-def _last_run(conn: sa.Connection) -> tuple[str | None, dict]:
+def _last_run(conn: sa.Connection) -> tuple[str | None, dict, dict]:
+    """When the last successful run finished, its summary and its settings."""
     runs = schema.runs
     row = conn.execute(
-        sa.select(runs.c.finished_at, runs.c.summary)
+        sa.select(runs.c.finished_at, runs.c.summary, runs.c.config)
         .where(runs.c.status == "succeeded")
         .order_by(runs.c.finished_at.desc())
         .limit(1)
     ).first()
     if row is None:
-        return None, {}
-    return row.finished_at[:16].replace("T", " ") + " UTC", json.loads(row.summary or "{}")
+        return None, {}, {}
+    finished = row.finished_at[:16].replace("T", " ") + " UTC"
+    return finished, json.loads(row.summary or "{}"), json.loads(row.config or "{}")
 
 
 def _quality(summary: dict, journeys: dict) -> list[dict]:
@@ -262,17 +264,8 @@ def gather(
         daily = _daily(conn, dialect, start, end)
         conversions, revenue = _conversions(conn, rules, start, end)
         models = _models(conn, start, end)
-        computed_at, summary = _last_run(conn)
-    settings = {}
-    if summary:  # the last run's journey settings, so the journeys look like the stored ones
-        with read_only(engine) as conn:
-            config = conn.execute(
-                sa.select(schema.runs.c.config)
-                .where(schema.runs.c.status == "succeeded")
-                .order_by(schema.runs.c.finished_at.desc())
-                .limit(1)
-            ).scalar()
-        settings = json.loads(config or "{}")
+        # the last run's journey settings, so the staged journeys look like the stored ones
+        computed_at, summary, settings = _last_run(conn)
     run_id, stats, batch = _stage(engine, rules, start, end, settings)
     try:
         journeys = _journey_figures(batch, stats)
