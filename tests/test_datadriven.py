@@ -8,6 +8,7 @@ paths the database builds against paths built in Python from the same rows, and 
 from __future__ import annotations
 
 import itertools
+from datetime import date
 from fractions import Fraction
 from math import factorial
 
@@ -489,3 +490,20 @@ def test_a_missing_params_file_fails_before_the_run_is_recorded(db, tmp_path):
     with pytest.raises(ConfigError, match="parameter file not found"):
         db.run("2023-09-03", "2023-09-08", model="ihc", params_path=tmp_path / "missing.toml")
     assert db.rows("SELECT COUNT(*) FROM gf_runs") == [(0,)]
+
+
+@pytest.mark.parametrize("model", ["markov", "shapley"])
+def test_ranges_without_conversions_or_paths(db, model):
+    sessions, conversions = random_rows(4)
+    db.load(sessions, conversions)
+    # sessions in the window but no conversion dated in the range: only null paths
+    only_null = db.run("2023-09-09", "2023-09-09", model=model, train_start=date(2023, 9, 1))
+    assert only_null.journeys == 0 and only_null.model.null_paths > 0
+    assert only_null.model.conversions == 0
+    assert all(row["conversions"] == 0 for row in only_null.model.channels)
+    # nothing at all: no journeys, no sessions in the window
+    nothing = db.run("2024-01-01", "2024-01-02", model=model)
+    assert nothing.model.distinct_paths == 0 and nothing.model.channels == []
+    assert db.rows("SELECT COUNT(*) FROM gf_model_runs WHERE run_id = :r", r=nothing.run_id) == [
+        (1,)
+    ]

@@ -161,8 +161,9 @@ class _PathCounter:
     of the last path of a chunk wait for the next chunk (the path may go on there). Partial
     counts are merged when they grow, so memory follows the distinct paths."""
 
-    def __init__(self, channels: dict[str, int]):
+    def __init__(self, channels: dict[str, int], revenue: bool):
         self.channels = channels
+        self.revenue = revenue  # the stream's rows carry their path's revenue
         self.parts: list[pa.Table] = []
         self.pending: list[tuple] = []
 
@@ -197,7 +198,7 @@ class _PathCounter:
             pa.binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(codes.tobytes())]
         )
         columns = {"path": paths, "paths": pa.array(np.ones(len(starts), dtype=np.int64))}
-        if len(rows[0]) > 2:
+        if self.revenue:
             revenue = np.array([r[2] if r[2] is not None else 0 for r in rows], dtype=np.int64)
             columns["revenue_micros"] = pa.array(revenue[starts])
         self.parts.append(pa.table(columns))
@@ -206,7 +207,10 @@ class _PathCounter:
 
     def result(self) -> pa.Table:
         if not self.parts:
-            return pa.table({"path": pa.array([], pa.binary()), "paths": pa.array([], pa.int64())})
+            empty = {"path": pa.array([], pa.binary()), "paths": pa.array([], pa.int64())}
+            if self.revenue:
+                empty["revenue_micros"] = pa.array([], pa.int64())
+            return pa.table(empty)
         table = pa.concat_tables(self.parts)
         sums = [(name, "sum") for name in table.column_names if name != "path"]
         grouped = table.group_by("path").aggregate(sums)
@@ -246,13 +250,17 @@ def read_paths(engine: sa.Engine, run_id: str, rules: InputRules, window: Traini
         "window_end": f"{window.end.isoformat()} 23:59:59",
     }
     channels: dict[str, int] = {}
-    converting, open_ = _PathCounter(channels), _PathCounter(channels)
+    converting = _PathCounter(channels, revenue=True)
+    open_ = _PathCounter(channels, revenue=False)
     with engine.connect() as conn:
         _stream(conn, converting_sql, {"run_id": run_id}, converting)
         _stream(conn, open_sql, params, open_)
     won = converting.result().rename_columns(["path", "conversions", "revenue_micros"])
     lost = open_.result().rename_columns(["path", "nulls"])
     table = won.join(lost, "path", join_type="full outer")
+    if table.num_rows == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Paths([], empty, np.zeros(1, dtype=np.int64), empty, empty, empty)
     # Codes in bytewise order of the names, and paths in order of their codes: the same
     # input gives the same arrays, whatever order the rows arrived in.
     names = sorted(channels, key=str.encode)
