@@ -173,6 +173,14 @@ def test_report_range_and_empty_report(db, tmp_path):
     assert str(report.start) == "2023-09-03"
     cost = db.rows("SELECT SUM(cost) FROM channel_reporting WHERE date = '2023-09-03'")[0][0]
     assert report.head["cost"] == pytest.approx(cost)
+    later = __import__("datetime").date(2030, 1, 1)
+    empty = write_attribution_report(
+        db.engine, tmp_path / "empty.html", start=later, end=later, compare=["markov"]
+    )
+    html = (tmp_path / "empty.html").read_text(encoding="utf-8")
+    assert empty.channels == [] and empty.comparison is None
+    assert "No sessions dated in this range." in html and 'class="chart"><div' not in html
+    assert Page(html).figures["roas"] == "—" and Page(html).figures["cpo"] == "—"
 
 
 def test_report_cli_writes_the_page(db, tmp_path):

@@ -308,10 +308,12 @@ def figures(report: AttributionReport) -> dict:
     from bokeh.transform import dodge
 
     palette = reports.PALETTE
+    out = {}
+    if not report.channels:  # nothing in the range: no empty charts (the page says so)
+        return out
     channels = [c["channel"] for c in reversed(report.channels)]  # biggest on top
     height = 80 + 26 * max(len(channels), 1)
     common = {"sizing_mode": "stretch_width", "toolbar_location": None}
-    out = {}
 
     source = ColumnDataSource(
         {
@@ -389,6 +391,8 @@ def figures(report: AttributionReport) -> dict:
         out["comparison"] = fig
 
     lengths = report.journeys["lengths"]
+    if not lengths:
+        return out
     fig = figure(height=260, title="Journeys by number of sessions", **common)
     fig.vbar(x=[k for k, _ in lengths], top=[n for _, n in lengths], width=0.8, color=palette[0])
     out["lengths"] = fig
