@@ -507,3 +507,31 @@ def test_ranges_without_conversions_or_paths(db, model):
     assert db.rows("SELECT COUNT(*) FROM gf_model_runs WHERE run_id = :r", r=nothing.run_id) == [
         (1,)
     ]
+
+
+def test_shapley_run_credits_merged_channels_as_other(db):
+    """Above 20 channels the rare ones share (other)'s credit in the touchpoint attribution."""
+    sessions, conversions = [], []
+    for u in range(80):  # 20 frequent channels, a third of their users converting
+        channel = f"F{u % 20:02d}"
+        sessions.append(session(f"a{u}", f"u{u}", "2023-09-02", "10:00:00", channel))
+        if u % 3 == 0:
+            conversions.append(conversion(f"c{u}", f"u{u}", "2023-09-03", "12:00:00"))
+    for r in range(4):  # 4 rare channels, each once, after a frequent one, converting
+        user = f"r{r}"
+        sessions.append(session(f"r{r}a", user, "2023-09-02", "10:00:00", "F00"))
+        sessions.append(session(f"r{r}b", user, "2023-09-02", "11:00:00", f"R{r}"))
+        conversions.append(conversion(f"rc{r}", user, "2023-09-03", "12:00:00"))
+    db.load(sessions, conversions)
+    summary = db.run(
+        "2023-09-03", "2023-09-03", model="shapley", shapley_value="subset", lookback_days=2
+    )
+    assert set(summary.model.merged) >= {"R0", "R1", "R2", "R3"}  # and one F channel
+    other = next(r for r in summary.model.channels if r["channel_name"] == "(other)")
+    assert other["conversions"] > 0
+    sums = db.rows("SELECT conv_id, SUM(ihc) FROM attribution_customer_journey GROUP BY conv_id")
+    assert len(sums) == 27 + 4 and all(abs(s - 1) < 1e-9 for _, s in sums)
+    rare = db.rows(
+        "SELECT session_id, ihc FROM attribution_customer_journey WHERE session_id LIKE 'r%b'"
+    )
+    assert len(rare) == 4 and all(0 < ihc < 1 for _, ihc in rare)  # (other)'s credit

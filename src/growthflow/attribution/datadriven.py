@@ -141,6 +141,13 @@ def train_model(engine: sa.Engine, run_id: str, config: RunConfig, rules: InputR
     return stats
 
 
+def with_merged(credit: dict[str, float], merged: list[str]) -> dict[str, float]:
+    """Channel credits with every channel merged into ``(other)`` credited as ``(other)``."""
+    from growthflow.attribution.shapley import OTHER
+
+    return credit | dict.fromkeys(merged, credit.get(OTHER, 0.0)) if merged else credit
+
+
 def credit_model(batch: JourneyBatch, credit: dict[str, float]) -> Attribution:
     """Each journey's conversion shared by its channels' ``credit`` (see the module doc)."""
     names, codes = np.unique(batch.channel, return_inverse=True)
@@ -158,8 +165,6 @@ class CreditProvider:
     """Attributes with the channel credits a run's training step stored."""
 
     def __init__(self, engine: sa.Engine, run_id: str, model: str):
-        from growthflow.attribution.shapley import OTHER
-
         credit_table, runs = schema.model_channel_credit, schema.model_runs
         with engine.connect() as conn:
             trained = conn.execute(
@@ -172,10 +177,8 @@ class CreditProvider:
                     credit_table.c.run_id == run_id
                 )
             ).all()
-        merged = trained.merged_channels
-        self.credit = {name: float(value) for name, value in rows}
-        for name in json.loads(merged) if merged else []:
-            self.credit[name] = self.credit.get(OTHER, 0.0)
+        merged = json.loads(trained.merged_channels) if trained.merged_channels else []
+        self.credit = with_merged({name: float(value) for name, value in rows}, merged)
         self.name = f"local:{model}"
 
     def attribute(self, batch: JourneyBatch) -> Attribution:

@@ -211,7 +211,7 @@ def _journey_figures(batch, stats) -> dict:
 
 def _compare(engine, rules, run_id, batch, models: list[str], settings: dict, start, end):
     """Attributed conversions per channel under each model, on the staged journeys."""
-    from growthflow.attribution.datadriven import DATA_DRIVEN, credit_model
+    from growthflow.attribution.datadriven import DATA_DRIVEN, credit_model, with_merged
     from growthflow.attribution.providers import LocalProvider
 
     names, codes = np.unique(batch.channel, return_inverse=True)
@@ -227,12 +227,11 @@ def _compare(engine, rules, run_id, batch, models: list[str], settings: dict, st
             )
             paths = read_paths(engine, run_id, rules, window)
             fitted = markov_model(paths) if model == "markov" else shapley_model(paths)
-            credit = dict(
-                zip(fitted.channels, fitted.credit(paths.total_conversions, 0)[0], strict=True)
+            conversions, _ = fitted.credit(paths.total_conversions, 0)
+            credit = with_merged(
+                dict(zip(fitted.channels, conversions.tolist(), strict=True)),
+                getattr(fitted, "merged", []),
             )
-            if model == "shapley" and fitted.merged:
-                other = credit.get("(other)", 0.0)
-                credit |= dict.fromkeys(fitted.merged, other)
             ihc = credit_model(batch, credit).ihc
         else:
             ihc = LocalProvider(model).attribute(batch).ihc
