@@ -151,7 +151,7 @@ def markov_model(
     starts = np.bincount(state[first], weights=weight, minlength=n_states)
     total = starts.sum()
 
-    # The channels each state holds, as a sparse (state x channel) incidence.
+    # The channels each state holds: a (state x channel) table of booleans.
     base = n_channels + 1
     holds = np.zeros((n_states, n_channels), dtype=bool)
     remaining = state_keys.copy()
