@@ -361,3 +361,22 @@ def test_commissions_report_renders_in_chromium(tmp_path, db):
     assert problems == []
     assert len(charts) == 3 + 6  # events' two and the loads' on opening; two per scope
     assert all(c["canvases"] > 0 and c["width"] > 0 and c["height"] > 0 for c in charts), charts
+
+
+def test_report_journeys_in_several_batches_add_up_to_one(db, tmp_path, monkeypatch):
+    """The report reads the range's journeys a batch at a time: the figures do not depend on
+    the batch size."""
+    from growthflow.attribution import attribute
+
+    load_two_channels(db)
+    db.run("2023-09-01", "2023-09-03", model="linear")
+    models = ["ihc", "linear", "markov"]
+    whole = write_attribution_report(db.engine, tmp_path / "a.html", compare=models)
+    monkeypatch.setattr(attribute, "ROWS_PER_TRANSACTION", 2)  # a journey or two per batch
+    split = write_attribution_report(db.engine, tmp_path / "b.html", compare=models)
+    assert split.journeys == whole.journeys and split.journeys["count"] == 3
+    rows = [(r["channel"], r["values"]) for r in split.comparison["rows"]]
+    expected = [(r["channel"], r["values"]) for r in whole.comparison["rows"]]
+    assert [name for name, _ in rows] == [name for name, _ in expected]
+    for (_, values), (_, want) in zip(rows, expected, strict=True):
+        assert values == pytest.approx(want, abs=1e-12)

@@ -47,6 +47,11 @@ def parse_date(value: str | date) -> date:
 DateOption = Annotated[date, typer.Option(parser=parse_date, metavar="YYYY-MM-DD")]
 
 
+def _day_option(help_text: str):
+    """An optional YYYY-MM-DD option."""
+    return typer.Option(parser=parse_date, metavar="YYYY-MM-DD", help=help_text)
+
+
 def _engine(db: str | None, schema: str | None, *, create: bool = False):
     from growthflow.console import setup_logging
     from growthflow.database import create_engine
@@ -138,20 +143,14 @@ def run(
     ] = "exact",
     train_start: Annotated[
         date | None,
-        typer.Option(
-            parser=parse_date,
-            metavar="YYYY-MM-DD",
-            help="markov/shapley: first day of the non-converting paths "
-            "(default: START - lookback, or the earliest journey session).",
+        _day_option(
+            "markov/shapley: first day of the non-converting paths "
+            "(default: START - lookback, or the earliest journey session)."
         ),
     ] = None,
     train_end: Annotated[
         date | None,
-        typer.Option(
-            parser=parse_date,
-            metavar="YYYY-MM-DD",
-            help="markov/shapley: their last day (default: END).",
-        ),
+        _day_option("markov/shapley: their last day (default: END)."),
     ] = None,
     max_journeys: Annotated[int, typer.Option(help="Journeys per batch.")] = 100,
     max_sessions: Annotated[
@@ -290,15 +289,11 @@ def report(
     ] = None,
     start: Annotated[
         date | None,
-        typer.Option(
-            parser=parse_date,
-            metavar="YYYY-MM-DD",
-            help="HTML: first day (default: the report's first).",
-        ),
+        _day_option("HTML: first day (default: the report's first)."),
     ] = None,
     end: Annotated[
         date | None,
-        typer.Option(parser=parse_date, metavar="YYYY-MM-DD", help="HTML: last day."),
+        _day_option("HTML: last day."),
     ] = None,
     compare: Annotated[
         str | None,

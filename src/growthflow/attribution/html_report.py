@@ -64,18 +64,24 @@ def _range(conn: sa.Connection, start: date | None, end: date | None) -> tuple[d
     return start, end
 
 
-def _channels(conn: sa.Connection, dialect: str, start: date, end: date) -> list[dict]:
-    sums = ", ".join(exact_sum(c, dialect) for c in ("cost", "ihc", "ihc_revenue"))
-    rows = conn.execute(
+def _sums(conn: sa.Connection, dialect: str, key: str, columns: tuple, start, end) -> list:
+    """Exact sums of ``columns`` of channel_reporting per ``key`` over the range."""
+    sums = ", ".join(exact_sum(c, dialect) for c in columns)
+    return conn.execute(
         sa.text(
-            f"SELECT channel_name, {sums} FROM channel_reporting "  # noqa: S608 (constant SQL)
-            "WHERE date BETWEEN :start AND :end GROUP BY channel_name"
+            f"SELECT {key}, {sums} FROM channel_reporting "  # noqa: S608 (constant SQL)
+            f"WHERE date BETWEEN :start AND :end GROUP BY {key} ORDER BY {key}"
         ),
         {"start": start.isoformat(), "end": end.isoformat()},
     ).all()
+
+
+def _channels(conn: sa.Connection, dialect: str, start: date, end: date) -> list[dict]:
     out = []
-    for channel, cost, conversions, revenue in rows:
-        cost, conversions, revenue = cost or 0.0, conversions or 0.0, revenue or 0.0
+    for channel, *values in _sums(
+        conn, dialect, "channel_name", ("cost", "ihc", "ihc_revenue"), start, end
+    ):
+        cost, conversions, revenue = (v or 0.0 for v in values)
         out.append(
             {
                 "channel": channel,
@@ -90,14 +96,7 @@ def _channels(conn: sa.Connection, dialect: str, start: date, end: date) -> list
 
 
 def _daily(conn: sa.Connection, dialect: str, start: date, end: date) -> list[dict]:
-    sums = ", ".join(exact_sum(c, dialect) for c in ("cost", "ihc_revenue"))
-    rows = conn.execute(
-        sa.text(
-            f"SELECT date, {sums} FROM channel_reporting "  # noqa: S608 (constant SQL)
-            "WHERE date BETWEEN :start AND :end GROUP BY date ORDER BY date"
-        ),
-        {"start": start.isoformat(), "end": end.isoformat()},
-    ).all()
+    rows = _sums(conn, dialect, "date", ("cost", "ihc_revenue"), start, end)
     return [{"date": d, "cost": c or 0.0, "revenue": r or 0.0} for d, c, r in rows]
 
 
@@ -154,8 +153,10 @@ def _quality(summary: dict, journeys: dict) -> list[dict]:
 
 
 def _stage(engine: sa.Engine, rules: InputRules, start: date, end: date, settings: dict):
-    """The range's journeys as one batch, staged under a run id of their own."""
-    from growthflow.attribution.attribute import load_batch
+    """Stage the range's journeys under a run id of their own, planned in batches of whole
+    journeys of about ``ROWS_PER_TRANSACTION`` sessions (memory follows a batch, not the
+    range)."""
+    from growthflow.attribution.attribute import ROWS_PER_TRANSACTION
     from growthflow.attribution.batches import plan_batches
     from growthflow.attribution.journeys import build_journeys
 
@@ -170,76 +171,106 @@ def _stage(engine: sa.Engine, rules: InputRules, start: date, end: date, setting
         lookback_days=settings.get("lookback_days"),
         prune=False,
     )
-    batch = None
-    numbers = plan_batches(engine, run_id, max_journeys=2**31 - 1, max_sessions=2**31 - 1)
-    if numbers:
-        with engine.connect() as conn:
-            batch = load_batch(conn, run_id, numbers[0])
-    return run_id, stats, batch
-
-
-def _journey_figures(batch, stats) -> dict:
-    empty = {"count": 0, "sessions": 0, "lengths": [], "waits": [], "paths": []}
-    figures = {**empty, "truncated": stats.truncated, "without_journey": stats.without_journey}
-    if batch is None:
-        return figures
-    lengths = Counter(batch.lengths.tolist())
-    first = batch.ts[batch.offsets[:-1]]
-    days = (batch.conv_ts - first).astype("timedelta64[s]").astype(np.float64) / 86_400
-    edges = np.array(WAIT_EDGES, dtype=float)
-    bucket = np.searchsorted(edges, days, side="right") - 1
-    labels = [f"{a}–{b} d" for a, b in zip(WAIT_EDGES, WAIT_EDGES[1:], strict=False)]
-    labels.append(f"{WAIT_EDGES[-1]}+ d")
-    waits = np.bincount(bucket, minlength=len(labels))
-    paths = Counter(
-        " > ".join(batch.channel[a:b].tolist())
-        for a, b in zip(batch.offsets[:-1], batch.offsets[1:], strict=True)
+    numbers = plan_batches(
+        engine, run_id, max_journeys=2**31 - 1, max_sessions=ROWS_PER_TRANSACTION
     )
-    n = batch.n_journeys
-    figures.update(
-        count=n,
-        sessions=batch.n_sessions,
-        lengths=sorted(lengths.items()),
-        waits=list(zip(labels, waits.tolist(), strict=True)),
-        paths=[
-            {"path": p, "journeys": k, "share": k / n}
-            for p, k in sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PATHS]
-        ],
-    )
-    return figures
+    return run_id, stats, numbers
 
 
-def _compare(engine, rules, run_id, batch, models: list[str], settings: dict, start, end):
-    """Attributed conversions per channel under each model, on the staged journeys."""
-    from growthflow.attribution.datadriven import DATA_DRIVEN, credit_model, with_merged
-    from growthflow.attribution.providers import LocalProvider
+def _credits(engine, rules, run_id, models: list[str], settings: dict, start, end) -> dict:
+    """The channel credits of the data-driven models among ``models``, from one read of the
+    staged journeys' paths."""
+    from growthflow.attribution.datadriven import DATA_DRIVEN, with_merged
+    from growthflow.attribution.markov import markov_model
+    from growthflow.attribution.paths import read_paths, training_window
+    from growthflow.attribution.shapley import shapley_model
 
-    names, codes = np.unique(batch.channel, return_inverse=True)
-    per_model = []
-    for model in models:
-        if model in DATA_DRIVEN:
-            from growthflow.attribution.markov import markov_model
-            from growthflow.attribution.paths import read_paths, training_window
-            from growthflow.attribution.shapley import shapley_model
+    wanted = [m for m in models if m in DATA_DRIVEN]
+    if not wanted:
+        return {}
+    window = training_window(engine, run_id, start, end, settings.get("lookback_days"))
+    paths = read_paths(engine, run_id, rules, window)
+    credits = {}
+    for model in wanted:
+        fitted = markov_model(paths) if model == "markov" else shapley_model(paths)
+        conversions, _ = fitted.credit(paths.total_conversions, 0)
+        credits[model] = with_merged(
+            dict(zip(fitted.channels, conversions.tolist(), strict=True)),
+            getattr(fitted, "merged", []),
+        )
+    return credits
 
-            window = training_window(
-                engine, run_id, start, end, settings.get("lookback_days"), None, None
-            )
-            paths = read_paths(engine, run_id, rules, window)
-            fitted = markov_model(paths) if model == "markov" else shapley_model(paths)
-            conversions, _ = fitted.credit(paths.total_conversions, 0)
-            credit = with_merged(
-                dict(zip(fitted.channels, conversions.tolist(), strict=True)),
-                getattr(fitted, "merged", []),
-            )
-            ihc = credit_model(batch, credit).ihc
-        else:
-            ihc = LocalProvider(model).attribute(batch).ihc
-        per_model.append(np.bincount(codes, weights=ihc, minlength=len(names)))
-    table = np.array(per_model)  # (models, channels)
-    order = np.lexsort((names, -table[0]))
-    rows = [{"channel": str(names[i]), "values": [float(v) for v in table[:, i]]} for i in order]
-    return {"models": models, "rows": rows, "journeys": batch.n_journeys}
+
+class _Journeys:
+    """The journey figures and each model's attributed conversions per channel, added up one
+    batch of staged journeys at a time."""
+
+    def __init__(self, models: list[str], credits: dict):
+        self.models = models
+        self.credits = credits
+        self.count = self.sessions = 0
+        self.lengths: Counter = Counter()
+        self.waits = np.zeros(len(WAIT_EDGES), dtype=np.int64)
+        self.paths: Counter = Counter()
+        self.attributed: dict[str, np.ndarray] = {}  # channel -> conversions per model
+
+    def add(self, batch) -> None:
+        from growthflow.attribution.datadriven import credit_model
+        from growthflow.attribution.providers import LocalProvider
+
+        self.count += batch.n_journeys
+        self.sessions += batch.n_sessions
+        self.lengths.update(batch.lengths.tolist())
+        first = batch.ts[batch.offsets[:-1]]
+        days = (batch.conv_ts - first).astype("timedelta64[s]").astype(np.float64) / 86_400
+        bucket = np.searchsorted(np.array(WAIT_EDGES, dtype=float), days, side="right") - 1
+        self.waits += np.bincount(bucket, minlength=len(WAIT_EDGES))
+        self.paths.update(
+            " > ".join(batch.channel[a:b].tolist())
+            for a, b in zip(batch.offsets[:-1], batch.offsets[1:], strict=True)
+        )
+        if not self.models:
+            return
+        names, codes = np.unique(batch.channel, return_inverse=True)
+        per_model = np.array(
+            [
+                np.bincount(
+                    codes,
+                    weights=(
+                        credit_model(batch, self.credits[m]).ihc
+                        if m in self.credits
+                        else LocalProvider(m).attribute(batch).ihc
+                    ),
+                    minlength=len(names),
+                )
+                for m in self.models
+            ]
+        )
+        for k, name in enumerate(names.tolist()):
+            self.attributed[name] = self.attributed.get(name, 0) + per_model[:, k]
+
+    def figures(self, stats) -> dict:
+        labels = [f"{a}–{b} d" for a, b in zip(WAIT_EDGES, WAIT_EDGES[1:], strict=False)]
+        labels.append(f"{WAIT_EDGES[-1]}+ d")
+        ranked = sorted(self.paths.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PATHS]
+        return {
+            "count": self.count,
+            "sessions": self.sessions,
+            "truncated": stats.truncated,
+            "without_journey": stats.without_journey,
+            "lengths": sorted(self.lengths.items()),
+            "waits": list(zip(labels, self.waits.tolist(), strict=True)) if self.count else [],
+            "paths": [{"path": p, "journeys": k, "share": k / self.count} for p, k in ranked],
+        }
+
+    def comparison(self) -> dict | None:
+        if not self.models or not self.count:
+            return None
+        order = sorted(self.attributed, key=lambda n: (-self.attributed[n][0], n))
+        rows = [
+            {"channel": name, "values": [float(v) for v in self.attributed[name]]} for name in order
+        ]
+        return {"models": self.models, "rows": rows, "journeys": self.count}
 
 
 def gather(
@@ -265,12 +296,17 @@ def gather(
         models = _models(conn, start, end)
         # the last run's journey settings, so the staged journeys look like the stored ones
         computed_at, summary, settings = _last_run(conn)
-    run_id, stats, batch = _stage(engine, rules, start, end, settings)
+    from growthflow.attribution.attribute import load_batch
+
+    run_id, stats, numbers = _stage(engine, rules, start, end, settings)
     try:
-        journeys = _journey_figures(batch, stats)
-        comparison = None
-        if compare and batch is not None:
-            comparison = _compare(engine, rules, run_id, batch, compare, settings, start, end)
+        compared = compare or []
+        credits = _credits(engine, rules, run_id, compared, settings, start, end)
+        tally = _Journeys(compared, credits)
+        for number in numbers:
+            with engine.connect() as conn:
+                tally.add(load_batch(conn, run_id, number))
+        journeys, comparison = tally.figures(stats), tally.comparison()
     finally:
         with engine.begin() as conn:
             clear_staging(conn, run_id)
