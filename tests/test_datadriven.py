@@ -409,16 +409,38 @@ def test_markov_cli(db):
     assert "Traceback" not in bad.stderr
 
 
+@settings(max_examples=25, deadline=None)
+@given(path_sets, st.integers(1, 4))
+def test_iterative_and_direct_solves_agree(rows, order):
+    paths, conv, null = (list(x) for x in zip(*rows, strict=True))
+    data = Paths.from_lists(paths, conv, null)
+    direct = markov_model(data, order, direct_states=10**9)
+    iterative = markov_model(data, order, direct_states=0)
+    assert iterative.conversion_probability == pytest.approx(direct.conversion_probability)
+    assert iterative.removal_effect == pytest.approx(direct.removal_effect, abs=1e-10)
+    assert iterative.revenue_removal_effect == pytest.approx(
+        direct.revenue_removal_effect, abs=1e-10
+    )
+
+
 # --- the peers (installed by benchmarks/bench_models.py in its own environment) ---------------
+def random_path_counts(seed: int, channels: str, n: int, longest: int, conv: int, null: int):
+    """``n`` random paths with conversion counts below ``conv`` and null counts below ``null``
+    (at least one of the two per path)."""
+    rng = np.random.default_rng(seed)
+    paths = [
+        list(rng.choice(list(channels), size=int(rng.integers(1, longest + 1)))) for _ in range(n)
+    ]
+    conversions = [int(rng.integers(0, conv)) for _ in paths]
+    nulls = [int(rng.integers(0, null)) + (c == 0) for c in conversions]
+    return paths, conversions, nulls
+
+
 def test_order_one_removal_effects_equal_mams_absorbing_chain():
     """MAM solves the order-1 chain by inverting (I - Q): its removal effects are exact."""
     pd = pytest.importorskip("pandas")
     mam = pytest.importorskip("mam")
-    rng = np.random.default_rng(21)
-    channels = list("ABCDEF")
-    paths = [list(rng.choice(channels, size=int(rng.integers(1, 6)))) for _ in range(300)]
-    conv = [int(rng.integers(0, 3)) for _ in paths]
-    null = [int(rng.integers(0, 5)) + (c == 0) for c in conv]
+    paths, conv, null = random_path_counts(21, "ABCDEF", 300, longest=5, conv=3, null=5)
     rows = [
         {"path": " > ".join(p), "has_conv": flag, "occurrences": count}
         for p, c, n in zip(paths, conv, null, strict=True)
@@ -438,31 +460,13 @@ def test_order_one_removal_effects_equal_mams_absorbing_chain():
         assert value == pytest.approx(float(effect[name]), rel=1e-9)
 
 
-@settings(max_examples=25, deadline=None)
-@given(path_sets, st.integers(1, 4))
-def test_iterative_and_direct_solves_agree(rows, order):
-    paths, conv, null = (list(x) for x in zip(*rows, strict=True))
-    data = Paths.from_lists(paths, conv, null)
-    direct = markov_model(data, order, direct_states=10**9)
-    iterative = markov_model(data, order, direct_states=0)
-    assert iterative.conversion_probability == pytest.approx(direct.conversion_probability)
-    assert iterative.removal_effect == pytest.approx(direct.removal_effect, abs=1e-10)
-    assert iterative.revenue_removal_effect == pytest.approx(
-        direct.revenue_removal_effect, abs=1e-10
-    )
-
-
 def test_order_one_removal_effects_within_channelattributions_simulation():
     """ChannelAttribution simulates the chain: the same effects within its convergence. Its
     default max_step (the longest path of the data) cuts simulated walks short, which lowers
     every effect by ~6 % here; with room to walk it agrees to ~0.5 %."""
     pd = pytest.importorskip("pandas")
     ca = pytest.importorskip("ChannelAttribution")
-    rng = np.random.default_rng(5)
-    channels = list("ABCDE")
-    paths = [list(rng.choice(channels, size=int(rng.integers(1, 5)))) for _ in range(400)]
-    conv = [int(rng.integers(0, 4)) for _ in paths]
-    null = [int(rng.integers(0, 6)) + (c == 0) for c in conv]
+    paths, conv, null = random_path_counts(5, "ABCDE", 400, longest=4, conv=4, null=6)
     frame = pd.DataFrame({"path": [">".join(p) for p in paths], "conversions": conv, "nulls": null})
     theirs = ca.markov_model(
         frame,
