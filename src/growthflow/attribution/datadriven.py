@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from growthflow.attribution import schema
 from growthflow.attribution.models import Attribution, JourneyBatch
 from growthflow.attribution.rules import InputRules
+from growthflow.database import bulk_insert
 
 if TYPE_CHECKING:
     from growthflow.attribution.paths import TrainingWindow
@@ -84,13 +85,8 @@ def train_model(engine: sa.Engine, run_id: str, config: RunConfig, rules: InputR
         special = {START: "(start)", CONVERSION: "(conversion)", NULL: "(null)"}
         states = [_state_name(s, names) for s in fitted.states]
         source, target, count = fitted.transitions
-        transitions = [
-            {
-                "run_id": run_id,
-                "from_state": special.get(int(a)) or states[a],
-                "to_state": special.get(int(b)) or states[b],
-                "transitions": int(n),
-            }
+        transitions = [  # in the table's column order, for bulk_insert
+            (run_id, special.get(a) or states[a], special.get(b) or states[b], n)
             for a, b, n in zip(source.tolist(), target.tolist(), count.tolist(), strict=True)
         ]
     else:
@@ -121,8 +117,7 @@ def train_model(engine: sa.Engine, run_id: str, config: RunConfig, rules: InputR
             conn.execute(sa.delete(table).where(table.c.run_id == run_id))
         if stats.channels:
             conn.execute(sa.insert(schema.model_channel_credit), stats.channels)
-        if transitions:
-            conn.execute(sa.insert(schema.markov_transitions), transitions)
+        bulk_insert(conn, schema.markov_transitions, transitions)
         conn.execute(
             sa.insert(schema.model_runs).values(
                 run_id=run_id,
