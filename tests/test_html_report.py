@@ -320,6 +320,8 @@ def test_commissions_report_figures_equal_the_database(db, tmp_path):
             assert int(clicks[1]) == s_clicks
         total = sum((v[3] for v in stored.values()), Decimal(0))
         assert number(page.figures[f"commission-{scope}"]) == pytest.approx(float(total))
+        daily = report.scopes[scope]["daily"]  # the chart: top sources and the others, per day
+        assert sum(sum(day.values()) for day in daily.values()) == total
         operators = {
             o: money_(c)
             for o, c in db.rows(
@@ -380,3 +382,23 @@ def test_report_journeys_in_several_batches_add_up_to_one(db, tmp_path, monkeypa
     assert [name for name, _ in rows] == [name for name, _ in expected]
     for (_, values), (_, want) in zip(rows, expected, strict=True):
         assert values == pytest.approx(want, abs=1e-12)
+
+
+def test_commissions_report_sums_the_sources_beyond_its_table(db, tmp_path, monkeypatch):
+    """A month of many sources keeps the page small: the table shows the biggest, and one
+    footer row adds up the rest, so the table still sums to the scope's commission."""
+    from growthflow.commissions import html_report
+
+    commissions_db(db, tmp_path)
+    monkeypatch.setattr(html_report, "TABLE_SOURCES", 3)
+    path = tmp_path / "commissions.html"
+    report = write_commissions_report(db.engine, path, month="2024-03")
+    page = Page(path.read_text(encoding="utf-8"))
+    for scope, data in report.scopes.items():
+        *shown, rest = page.tables[f"sources-{scope}"][1:]
+        assert (
+            len(shown) == 3 and rest[0][0] == f"{data['source_count'] - 3} more marketing sources"
+        )
+        total = sum(Decimal(r[5][1]) for r in shown) + Decimal(rest[5][1])
+        assert total == data["commission"]
+        assert number(page.figures[f"commission-{scope}"]) == pytest.approx(float(total))
