@@ -211,9 +211,7 @@ def has_lookup_index(engine: Engine, table: str, column: str) -> bool:
     )
 
 
-def bulk_insert(
-    conn: sa.Connection, table: sa.Table, rows: Iterable[Sequence], *, page_rows: int = 50_000
-) -> int:
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Iterable[Sequence]) -> int:
     """Insert tuples in the column order of ``table``, as fast as the backend allows.
 
     PostgreSQL uses ``COPY FROM STDIN``; SQLite uses ``executemany`` on the raw cursor. Both
@@ -239,21 +237,13 @@ def bulk_insert(
         f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "  # noqa: S608
         f"VALUES ({placeholders})"
     )
+    # executemany consumes the iterator lazily, in C: no page of Python rows is built here
     cur = dbapi.cursor()
     try:
-        page: list[Sequence] = []
-        for row in rows:
-            page.append(row)
-            if len(page) >= page_rows:
-                cur.executemany(stmt, page)
-                written += len(page)
-                page = []
-        if page:
-            cur.executemany(stmt, page)
-            written += len(page)
+        cur.executemany(stmt, rows)
+        return max(cur.rowcount, 0)
     finally:
         cur.close()
-    return written
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table):

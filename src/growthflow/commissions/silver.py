@@ -73,26 +73,31 @@ def _deal_warnings(config: FeedConfig, checked: Validated) -> list[tuple[str, st
 def _silver_rows(table: sa.Table, file_id: int, feed: str, silver: pa.Table, chunk=20_000):
     """The silver rows as tuples in the table's column order, converted a chunk at a time
     (Python objects for a whole file would be several times its size) and in the table's
-    clustered key order (appends to the b-tree instead of inserts all over it)."""
+    clustered key order (appends to the b-tree instead of inserts all over it). The rows are
+    chained zips: no Python code runs per row."""
     key = [c.name for c in table.primary_key.columns if c.name in silver.column_names]
     if key:
         silver = silver.take(pc.sort_indices(silver, [(name, "ascending") for name in key]))
-    for start in range(0, silver.num_rows, chunk):
-        part = silver.slice(start, chunk)
-        n = part.num_rows
-        columns = []
-        for column in table.columns:
-            if column.name == "file_id":
-                columns.append(itertools.repeat(file_id, n))
-            elif column.name == "feed":
-                columns.append(itertools.repeat(feed, n))
-            elif column.name == "day":
-                columns.append(pc.cast(part["day"], pa.string()).to_pylist())
-            elif column.name in part.column_names:
-                columns.append(part[column.name].to_pylist())
-            else:
-                columns.append(itertools.repeat(None, n))
-        yield from zip(*columns, strict=False)  # repeat() columns are endless
+
+    def chunks():
+        for start in range(0, silver.num_rows, chunk):
+            part = silver.slice(start, chunk)
+            n = part.num_rows
+            columns = []
+            for column in table.columns:
+                if column.name == "file_id":
+                    columns.append(itertools.repeat(file_id, n))
+                elif column.name == "feed":
+                    columns.append(itertools.repeat(feed, n))
+                elif column.name == "day":
+                    columns.append(pc.cast(part["day"], pa.string()).to_pylist())
+                elif column.name in part.column_names:
+                    columns.append(part[column.name].to_pylist())
+                else:
+                    columns.append(itertools.repeat(None, n))
+            yield zip(*columns, strict=False)  # repeat() columns are endless
+
+    return itertools.chain.from_iterable(chunks())
 
 
 def validate_file(
