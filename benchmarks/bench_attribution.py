@@ -2,11 +2,13 @@
 
     python benchmarks/bench_attribution.py [--scales 1 10] [--repeat 3] [--model ihc]
                                            [--history-days 10 60 | --history-days]
+                                           [--demo-scales 1 10 | --demo-scales]
                                            [--postgres postgresql+psycopg://postgres@127.0.0.1/db]
 
 The history part times a daily run (the last day, after a run over the days before built the
 report) on databases of the same daily volume (scale 1) and different lengths of history,
-and prints the ratio of the longest to the shortest: a daily run must cost a day's work.
+and prints the ratio of the longest to the shortest: a daily run must cost a day's work. The
+demo part times `demo-data` itself at each of ``--demo-scales`` (sessions per second).
 
 Demo databases are generated once into benchmarks/.data/ (SQLite) or into the schemas
 bench_scale<N> of the given PostgreSQL database, and kept between runs (scale 10 takes a few
@@ -134,6 +136,41 @@ def bench_history(history: list[int], repeat: int, model: str, postgres: str | N
         print(f"daily run, {long} / {short} days of history: {medians[long] / medians[short]:.2f}")
 
 
+def bench_demo_data(scales: list[float], postgres: str | None) -> None:
+    """`demo-data` itself (generated and written, a fresh process per scale, into a throwaway
+    database or schema): sessions per second."""
+    for scale in scales:
+        if postgres:
+            schema = f"bench_demo_timing_{scale:g}".replace(".", "_")
+            target = ["--db", postgres, "--schema", schema]
+        else:
+            path = DATA / f"demo_timing_{scale:g}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            target = ["--db", f"sqlite:///{path}"]
+        DATA.mkdir(exist_ok=True)
+        command = [*BIN, "attribution", "demo-data", *target, "--scale", str(scale), "--force"]
+        try:
+            result = _measure.measured(command)
+            sessions = sessions_in(target)
+        finally:
+            if postgres:
+                import sqlalchemy as sa
+
+                engine = sa.create_engine(postgres)
+                with engine.begin() as conn:
+                    conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                engine.dispose()
+            else:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+        print(
+            f"demo-data scale {scale:g}: {sessions:,} sessions in {result['wall_s']:.1f} s = "
+            f"{sessions / result['wall_s']:,.0f} sessions/s (peak {result['peak_mib']:.0f} MiB)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
@@ -143,7 +180,12 @@ def main() -> None:
     parser.add_argument(
         "--history-days", nargs="*", type=int, default=[10, 60], help="none: skip that part"
     )
+    parser.add_argument(
+        "--demo-scales", nargs="*", type=float, default=[1.0], help="none: skip that part"
+    )
     args = parser.parse_args()
+    if args.demo_scales:
+        bench_demo_data(args.demo_scales, args.postgres)
     rows = []
     for scale in args.scales:
         target = ensure_demo(scale, args.postgres)
