@@ -173,7 +173,7 @@ def bench_demo_data(scales: list[float], postgres: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
+    parser.add_argument("--scales", nargs="*", type=float, default=[1.0, 10.0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", default="ihc")
     parser.add_argument("--postgres", help="benchmark this PostgreSQL database instead of SQLite")
