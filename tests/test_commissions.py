@@ -738,8 +738,14 @@ def test_a_corrected_running_total_recomputes_the_next_reading(db, tmp_path):
         "date,marketing_source,operator,country,"
         "countryCode,raw_earnings,visits,signups\n2024-05-02,A,Op One,US,NULL,6,1,0\n",
     )
+    def stored_readings():  # SQLite: a row deleted and inserted again gets a new rowid
+        return db.rows("SELECT rowid, day, total_e4 FROM gf_commission_readings ORDER BY 2")
+
+    before = stored_readings() if db.dialect == "sqlite" else None
     summary = run(db, landing)
     assert summary.gold.days == 1  # earnings only: the next day's readings stay as they are
+    if before is not None:  # nor are the day's own rebuilt: its running totals did not change
+        assert stored_readings() == before
     write(landing / "scrapers" / "2024-05-02.csv", header + "2024-05-02,A,Op One,US,200,0\n")
     summary = run(db, landing)
     assert summary.gold.days == 2  # the corrected day and the counter's next reading

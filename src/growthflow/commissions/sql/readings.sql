@@ -1,10 +1,11 @@
 -- Rule 10, scrapers: one reading per (marketing source, std operator) per day; the last row of
--- the file wins. Rebuilt for the days being recomputed.
+-- the file wins. Rebuilt for the days whose running totals changed (gf_tmp_reading_days: every
+-- day when a snapshot changed); the other recomputed days keep theirs.
 INSERT INTO gf_tmp_counters (marketing_source, operator, day)
 SELECT r.marketing_source, r.operator, r.day
 FROM gf_commission_readings r JOIN gf_tmp_reading_days d ON d.day = r.day;
 
-DELETE FROM gf_commission_readings WHERE day IN (SELECT day FROM gf_tmp_days);
+DELETE FROM gf_commission_readings WHERE day IN (SELECT day FROM gf_tmp_reading_days);
 
 INSERT INTO gf_commission_readings
     (marketing_source, operator, day, total_e4, readings, file_id, line)
@@ -18,7 +19,7 @@ FROM (
            COUNT(*) OVER (PARTITION BY t.day, t.marketing_source,
                                        COALESCE(k.std_operator, t.operator)) AS readings
     FROM commission_silver_running_totals t
-    JOIN gf_tmp_days d ON d.day = t.day
+    JOIN gf_tmp_reading_days d ON d.day = t.day
     LEFT JOIN gf_tmp_operator_keys k ON k.key = t.operator_key
 ) chosen
 WHERE last_first = 1;
