@@ -4,7 +4,7 @@
                                                   [--postgres postgresql+psycopg://...]
 
 Shapes (never tuned to one generator):
-- ``demo``: `growthflow attribution demo-data` (rows in generation order, 64-hex ids, costs for
+- ``demo``: `growthflow attribution demo-data` (rows in session id order, 64-hex ids, costs for
   paid sessions and some free ones);
 - ``user-order``: the same sessions inserted in user order (an analytics export's order), with
   random 64-hex ids and a cost row for ~95% of sessions;

@@ -8,7 +8,10 @@ twice (their journeys share sessions) and about 2 % of conversions have no earli
 Larger scales repeat the scale-1 shape in independent units drawn from the same seed, so a
 scale-100 database is generated in bounded memory and the output is deterministic. ``days``
 spreads the data over more (or fewer) days at the same daily volume: 60 days at scale 1 is
-six times the rows of 10 days.
+six times the rows of 10 days. Rows are written in session id order, each unit's ids in its own
+slice of the id space (above the units before it), so writing appends to the id indexes; the
+database holds the input tables only, as a user's does (the first run adds growthflow's
+indexes).
 """
 
 from __future__ import annotations
