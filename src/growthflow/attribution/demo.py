@@ -9,9 +9,8 @@ Larger scales repeat the scale-1 shape in independent units drawn from the same 
 scale-100 database is generated in bounded memory and the output is deterministic. ``days``
 spreads the data over more (or fewer) days at the same daily volume: 60 days at scale 1 is
 six times the rows of 10 days. Rows are written in session id order, each unit's ids in its own
-slice of the id space (above the units before it), so writing appends to the id indexes; the
-database holds the input tables only, as a user's does (the first run adds growthflow's
-indexes).
+slice of the id space (above the units before it), so writing appends to the id indexes.
+growthflow's indexes on the input tables are left to the first run, as on a user's database.
 """
 
 from __future__ import annotations
