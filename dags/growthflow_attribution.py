@@ -47,6 +47,11 @@ MODELS = [
 ]
 
 
+def _optional_day(description: str) -> Param:
+    """A date parameter that may be left empty."""
+    return Param(None, type=["null", "string"], format="date", description=description)
+
+
 def _ihc_variable() -> dict:
     """The growthflow_ihc variable (the seeds' JSON), or {}; the key is masked in logs."""
     values = Variable.get("growthflow_ihc", default=None, deserialize_json=True) or {}
@@ -110,18 +115,8 @@ def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
     max_active_runs=1,
     tags=["growthflow", "attribution"],
     params={
-        "start": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="First conv_date (default: the data interval).",
-        ),
-        "end": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Last conv_date, inclusive (default: the data interval).",
-        ),
+        "start": _optional_day("First conv_date (default: the data interval)."),
+        "end": _optional_day("Last conv_date, inclusive (default: the data interval)."),
         "provider": Param("local", enum=["local", "ihc-api"]),
         "model": Param("ihc", enum=MODELS, description="Model of the local provider."),
         "max_journeys": Param(100, type="integer", minimum=1),
@@ -130,18 +125,8 @@ def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
         "lookback_days": Param(None, type=["null", "integer"], minimum=1),
         "order": Param(1, type="integer", minimum=1, maximum=4, description="markov: order."),
         "shapley_value": Param("exact", enum=["exact", "subset"], description="shapley: v(S)."),
-        "train_start": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="markov/shapley: first day of the non-converting paths.",
-        ),
-        "train_end": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="markov/shapley: their last day (default: end).",
-        ),
+        "train_start": _optional_day("markov/shapley: first day of the non-converting paths."),
+        "train_end": _optional_day("markov/shapley: their last day (default: end)."),
         "full_report": Param(False, type="boolean", description="Rebuild all of the report."),
         "report_window_days": Param(
             0, type="integer", minimum=0, description="Also refresh the costs of N days before."

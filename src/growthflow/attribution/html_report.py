@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +207,18 @@ class _Journeys:
     batch of staged journeys at a time."""
 
     def __init__(self, models: list[str], credits: dict):
+        from growthflow.attribution.datadriven import credit_model
+        from growthflow.attribution.providers import LocalProvider
+
         self.models = models
-        self.credits = credits
+        # each model's attribution of a batch: data-driven ones by their credits, the others
+        # by their local provider (its parameters read once, not per batch)
+        self.attribute = {
+            m: partial(credit_model, credit=credits[m])
+            if m in credits
+            else LocalProvider(m).attribute
+            for m in models
+        }
         self.count = self.sessions = 0
         self.lengths: Counter = Counter()
         self.waits = np.zeros(len(WAIT_EDGES), dtype=np.int64)
@@ -215,9 +226,6 @@ class _Journeys:
         self.attributed: dict[str, np.ndarray] = {}  # channel -> conversions per model
 
     def add(self, batch) -> None:
-        from growthflow.attribution.datadriven import credit_model
-        from growthflow.attribution.providers import LocalProvider
-
         self.count += batch.n_journeys
         self.sessions += batch.n_sessions
         self.lengths.update(batch.lengths.tolist())
@@ -234,15 +242,7 @@ class _Journeys:
         names, codes = np.unique(batch.channel, return_inverse=True)
         per_model = np.array(
             [
-                np.bincount(
-                    codes,
-                    weights=(
-                        credit_model(batch, self.credits[m]).ihc
-                        if m in self.credits
-                        else LocalProvider(m).attribute(batch).ihc
-                    ),
-                    minlength=len(names),
-                )
+                np.bincount(codes, weights=self.attribute[m](batch).ihc, minlength=len(names))
                 for m in self.models
             ]
         )

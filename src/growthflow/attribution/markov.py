@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import gmres, splu
 
-from growthflow.attribution.paths import MICROS, Paths
+from growthflow.attribution.paths import MICROS, Paths, credit_shares
 from growthflow.errors import ConfigError
 
 MAX_ORDER = 4
@@ -52,14 +52,9 @@ class MarkovResult:
     def credit(self, conversions: float, revenue: float) -> tuple[np.ndarray, np.ndarray]:
         """Each channel's share of ``conversions`` and of ``revenue``."""
         return (
-            _shares(self.removal_effect) * conversions,
-            _shares(self.revenue_removal_effect) * revenue,
+            credit_shares(self.removal_effect) * conversions,
+            credit_shares(self.revenue_removal_effect) * revenue,
         )
-
-
-def _shares(effects: np.ndarray) -> np.ndarray:
-    total = effects.sum()
-    return effects / total if total > 0 else np.zeros_like(effects)
 
 
 START, CONVERSION, NULL = -1, -2, -3

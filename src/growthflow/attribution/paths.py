@@ -5,11 +5,10 @@ A *converting path* is a journey of the run, exactly as staged by the journeys s
 conversion up to the end of the training window (all of them for a user who never converted)
 whose timestamps fall in the window.
 
-Both are built and aggregated in the database: what reaches Python is one row per distinct
-channel sequence (its conversions, its non-converting paths and its revenue), streamed, so
-memory follows the number of distinct paths, not sessions. A sequence is its channel names
-joined by a control character that no channel name holds; Python turns the names into codes
-(their rank in bytewise name order).
+The database selects both kinds of session and streams them in path order (path key, channel);
+Python counts them per distinct channel sequence a chunk at a time (:class:`_PathCounter`, with
+pyarrow), so memory follows the number of distinct paths, not sessions. Channels become codes
+(their rank in bytewise name order) and the models receive :class:`Paths`.
 """
 
 from __future__ import annotations
@@ -80,6 +79,14 @@ class Paths:
     @property
     def total_revenue(self) -> float:
         return int(self.revenue_micros.sum()) / MICROS
+
+
+def credit_shares(values: np.ndarray) -> np.ndarray:
+    """Each channel's share of the credit: its positive value over the sum of the positive
+    values (nothing for a channel whose value is 0 or negative; all 0 when none is positive)."""
+    positive = np.maximum(values, 0.0)
+    total = positive.sum()
+    return positive / total if total > 0 else np.zeros_like(positive)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from growthflow.attribution.paths import MICROS, Paths
+from growthflow.attribution.paths import MICROS, Paths, credit_shares
 
 MAX_PLAYERS = 20
 OTHER = "(other)"
@@ -37,15 +37,9 @@ class ShapleyResult:
 
     def credit(self, conversions: float, revenue: float) -> tuple[np.ndarray, np.ndarray]:
         return (
-            _shares(self.shapley_value) * conversions,
-            _shares(self.revenue_shapley_value) * revenue,
+            credit_shares(self.shapley_value) * conversions,
+            credit_shares(self.revenue_shapley_value) * revenue,
         )
-
-
-def _shares(values: np.ndarray) -> np.ndarray:
-    positive = np.maximum(values, 0.0)
-    total = positive.sum()
-    return positive / total if total > 0 else np.zeros_like(values)
 
 
 def _players(paths: Paths, max_players: int) -> tuple[list[str], np.ndarray, list[str]]:
