@@ -268,7 +268,11 @@ def growthflow_attribution():
                 }
             provider = local_provider(engine, gf_run, config)
             stats = attribute_batches(engine, gf_run, batch_group, provider)
-            return {"rows": stats.rows_written, "batches": stats.batches}
+            return {
+                "rows": stats.rows_written,
+                "batches": stats.batches,
+                "unchanged": stats.unchanged,  # journeys whose stored attribution was kept
+            }
 
     @task
     def check_inputs(gf_run: str) -> list[dict]:

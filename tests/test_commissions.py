@@ -738,6 +738,7 @@ def test_a_corrected_running_total_recomputes_the_next_reading(db, tmp_path):
         "date,marketing_source,operator,country,"
         "countryCode,raw_earnings,visits,signups\n2024-05-02,A,Op One,US,NULL,6,1,0\n",
     )
+
     def stored_readings():  # SQLite: a row deleted and inserted again gets a new rowid
         return db.rows("SELECT rowid, day, total_e4 FROM gf_commission_readings ORDER BY 2")
 

@@ -237,3 +237,72 @@ def test_a_database_attributed_by_an_earlier_version_gets_its_attribution_keys(d
         "SELECT count(*) FROM attribution_customer_journey"
     )
     assert report(db) == rebuilt(db)
+
+
+def test_a_rerun_keeps_what_did_not_change_and_recomputes_what_did(db, tmp_path, monkeypatch):
+    """A local model's rerun rewrites only the conversions whose journey, time or revenue,
+    model or parameters changed; the rest keeps its stored rows (and the run that wrote them).
+    Whatever it keeps or rewrites, attribution and report equal a recomputation's."""
+    history = History(11)
+    for n in range(5):
+        db.load(*history.day(n, users=20))
+    first = run(db, 0, 4)
+    assert first.unchanged == 0 and first.rows_written == first.sessions > 0
+    stored = db.attribution()
+    writers = db.rows("SELECT conv_id, run_id FROM gf_attributed_conversions ORDER BY conv_id")
+
+    again = run(db, 0, 4)
+    assert (again.rows_written, again.unchanged) == (0, again.journeys)
+    assert db.attribution() == stored
+    assert db.rows("SELECT conv_id, run_id FROM gf_attributed_conversions ORDER BY conv_id") == (
+        writers
+    )
+    assert report(db) == rebuilt(db)
+
+    # Three sessions change channel: only the journeys holding them are recomputed (their
+    # ids deleted a chunk of one id at a time).
+    monkeypatch.setattr("growthflow.attribution.attribute.IDS_PER_STATEMENT", 1)
+    sids = [s for (s,) in db.rows("SELECT DISTINCT session_id FROM attribution_customer_journey")]
+    sids = sorted(sids)[:3]
+    sizes = dict(
+        db.rows("SELECT conv_id, count(*) FROM attribution_customer_journey GROUP BY conv_id")
+    )
+    touched = {c for (c, s) in stored if s in sids}
+    with db.engine.begin() as conn:
+        for sid in sids:
+            conn.execute(
+                sa.text(
+                    "UPDATE session_sources SET channel_name = 'Podcast' WHERE session_id = :s"
+                ),
+                {"s": sid},
+            )
+    moved = run(db, 0, 4)
+    assert len(touched) >= 2 and moved.unchanged == moved.journeys - len(touched)
+    assert moved.rows_written == sum(sizes[c] for c in touched)
+    assert report(db) == rebuilt(db)
+    assert any(channel == "Podcast" for channel, _ in report(db))
+
+    # A conversion's revenue changes: its attribution is rewritten and its report groups
+    # (days before the run's range too) follow.
+    cid = sorted(sizes)[-1]
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE conversions SET revenue = revenue + 1000 WHERE conv_id = :c"),
+            {"c": cid},
+        )
+    revenue = run(db, 0, 4)
+    assert (revenue.unchanged, revenue.rows_written) == (revenue.journeys - 1, sizes[cid])
+    assert report(db) == rebuilt(db)
+
+    # Other parameters (or another model) recompute everything; so does recompute=True.
+    params = tmp_path / "params.toml"
+    params.write_text("[ihc]\nholder_edge_power = 2.0\n")
+    reparam = run(db, 0, 4, params_path=params)
+    assert (reparam.unchanged, reparam.rows_written) == (0, reparam.sessions)
+    assert db.attribution() != stored
+    assert report(db) == rebuilt(db)
+    recomputed = db.attribution()
+    cfg = RunConfig.build(start=DAY0, end=DAY0 + timedelta(days=4), params_path=params)
+    forced = run_attribution(db.engine, cfg, recompute=True)
+    assert (forced.unchanged, forced.rows_written) == (0, forced.sessions)
+    assert db.attribution() == recomputed

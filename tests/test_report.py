@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from growthflow.attribution import schema
 from growthflow.attribution.demo import generate_demo_data
 from growthflow.attribution.export import HEADER, export_csv
+from growthflow.attribution.pipeline import RunConfig, run_attribution
 
 from conftest import conversion, session
 
@@ -120,7 +122,13 @@ def test_rerun_gives_identical_tables_and_csv_bytes(db, tmp_path):
     second = db.run("2023-09-01", "2023-09-07", csv_path=tmp_path / "b.csv")
     assert snapshot(db) == before
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
-    assert first.rows_written == second.rows_written > 0
+    assert first.rows_written > 0 and (second.rows_written, second.unchanged) == (0, first.journeys)
+    # recomputed and rewritten, it is the same again
+    cfg = RunConfig.build(start=date(2023, 9, 1), end=date(2023, 9, 7))
+    third = run_attribution(db.engine, cfg, csv_path=tmp_path / "c.csv", recompute=True)
+    assert (third.rows_written, third.unchanged) == (first.rows_written, 0)
+    assert snapshot(db) == before
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "c.csv").read_bytes()
     assert len(before["attribution_customer_journey"]) == first.sessions
     # An overlapping range replaces only its own conversions, never duplicates them.
     db.run("2023-09-05", "2023-09-10")

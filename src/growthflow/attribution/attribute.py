@@ -3,10 +3,16 @@
 Each batch is read from the run's staging tables, attributed by a provider, checked, and
 stored in one transaction that first deletes whatever was stored for exactly the batch's
 conversions, so rerunning a batch (or a whole run) replaces rows and never duplicates them.
+
+A local model's stored attribution carries a fingerprint of what decided it (the journey, the
+conversion's time and revenue, the model and its settings): a rerun keeps, without
+recomputing or rewriting anything, the conversions whose fingerprint is unchanged, and
+``recompute=True`` (the CLI's ``--force``) replaces them all.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -32,6 +38,7 @@ class AttributeStats:
     journeys: int = 0
     sessions: int = 0
     rows_written: int = 0
+    unchanged: int = 0  # journeys whose stored attribution was up to date (kept)
 
 
 def _batch_query() -> sa.Select:
@@ -112,6 +119,55 @@ def check_attribution(batch: JourneyBatch, result: Attribution) -> None:
         )
 
 
+def journey_fingerprints(batch: JourneyBatch, revenue: list, context: str) -> list[str]:
+    """Per journey, a hash of everything its stored attribution and its report rows derive
+    from: the provider's ``context``, the conversion (id, time, revenue) and every session's
+    id, time, channel and flags, in order."""
+    sessions = [
+        f"{s}\x1f{t}\x1f{c}\x1f{h}{k}{i}"
+        for s, t, c, h, k, i in zip(
+            batch.session_ids.tolist(),
+            batch.ts.astype(str).tolist(),
+            batch.channel.tolist(),
+            batch.holder_engagement.tolist(),
+            batch.closer_engagement.tolist(),
+            batch.impression_interaction.tolist(),
+            strict=True,
+        )
+    ]
+    seed = hashlib.blake2b(context.encode(), digest_size=16)
+    out = []
+    for conv, ts, rev, start, end in zip(
+        batch.conv_ids.tolist(),
+        batch.conv_ts.astype(str).tolist(),
+        revenue,
+        batch.offsets[:-1].tolist(),
+        batch.offsets[1:].tolist(),
+        strict=True,
+    ):
+        digest = seed.copy()
+        digest.update("\x1e".join([f"{conv}\x1f{ts}\x1f{rev!r}", *sessions[start:end]]).encode())
+        out.append(digest.hexdigest())
+    return out
+
+
+def _stored_fingerprints(
+    conn: sa.Connection, run_id: str, batch_nos: list[int]
+) -> dict[str, tuple[object, str | None]]:
+    """conv_id -> (revenue, stored fingerprint or None) of the batches' conversions."""
+    b, j, c, ac = schema.batches, schema.journeys, schema.conversions, schema.attributed_conversions
+    rows = conn.execute(
+        sa.select(j.c.conv_id, sa.type_coerce(c.c.revenue, sa.Text()), ac.c.fingerprint)
+        .select_from(
+            b.join(j, sa.and_(j.c.run_id == b.c.run_id, j.c.journey_no == b.c.journey_no))
+            .join(c, c.c.conv_id == j.c.conv_id)
+            .outerjoin(ac, ac.c.conv_id == j.c.conv_id)
+        )
+        .where(b.c.run_id == run_id, b.c.batch_no.in_(batch_nos))
+    )
+    return {conv: (revenue, stored) for conv, revenue, stored in rows}
+
+
 def _nullable(values: np.ndarray) -> list:
     return [None if v != v else v for v in values.tolist()]  # NaN -> NULL
 
@@ -132,19 +188,24 @@ def store_attribution(
     Returns the number of ``attribution_customer_journey`` rows written.
     """
     conv_ids = batch.conv_ids.tolist()
-    which = conv_ids
     if batch_nos is not None:
         b, j = schema.batches, schema.journeys
-        which = (
+        whichs: list = [
             sa.select(j.c.conv_id)
             .join(b, sa.and_(b.c.run_id == j.c.run_id, b.c.journey_no == j.c.journey_no))
             .where(b.c.run_id == run_id, b.c.batch_no.in_(batch_nos))
-        )
+        ]
+    else:  # a list of ids, in chunks below SQLite's limit of bound parameters per statement
+        whichs = [
+            conv_ids[i : i + IDS_PER_STATEMENT] for i in range(0, len(conv_ids), IDS_PER_STATEMENT)
+        ]
     channels = batch.channel.tolist()
     days = batch.ts.astype("datetime64[D]").astype(str).tolist()
-    mark_stale(conn, which, zip(channels, days, strict=True))  # old and new groups
-    for table in schema.ATTRIBUTION_TABLES:
-        conn.execute(sa.delete(table).where(table.c.conv_id.in_(which)))
+    new_keys = list(zip(channels, days, strict=True))
+    for n, which in enumerate(whichs):
+        mark_stale(conn, which, new_keys if n == 0 else ())  # old and new groups
+        for table in schema.ATTRIBUTION_TABLES:
+            conn.execute(sa.delete(table).where(table.c.conv_id.in_(which)))
     conv = batch.conv_id_per_session().tolist()
     sessions = batch.session_ids.tolist()
     written = bulk_insert(
@@ -178,6 +239,8 @@ def store_attribution(
     return written
 
 
+IDS_PER_STATEMENT = 10_000
+
 # A local model's batches are written in transactions of about this many attribution rows:
 # one commit per batch cost ~10-30 ms each (WAL pages of four tables and their indexes), and
 # a transaction of whole batches still leaves every conversion with either its old or its new
@@ -194,22 +257,46 @@ def attribute_batches(
     *,
     on_batch: Callable[[JourneyBatch], None] | None = None,
     rows_per_transaction: int | None = None,
+    recompute: bool = False,
 ) -> AttributeStats:
     """Attribute and store the given batches of a run with a local provider: whole batches
     per transaction (about ``rows_per_transaction`` attribution rows each, default
     :data:`ROWS_PER_TRANSACTION`), each transaction's batches loaded, attributed and stored
     as one (the per-batch statements cost more than the model). ``on_batch`` is called once
-    per planned batch stored, with the journeys stored with it."""
+    per planned batch stored, with the journeys stored with it.
+
+    With a provider that has a ``context``, the journeys whose stored fingerprint matches are
+    kept as stored (not recomputed, not rewritten) unless ``recompute``."""
     limit = rows_per_transaction or ROWS_PER_TRANSACTION
+    context = getattr(provider, "context", None)
     stats = AttributeStats()
     for group in _transactions(engine, run_id, list(batch_nos), limit):
         with engine.begin() as conn:
             batch = load_batches(conn, run_id, group)
-            result = provider.attribute(batch)
-            check_attribution(batch, result)
-            stats.rows_written += store_attribution(
-                conn, run_id, batch, result, provider.name, batch_nos=group
-            )
+            todo, prints = batch, None
+            if context is not None:
+                known = _stored_fingerprints(conn, run_id, group)
+                conv_ids = batch.conv_ids.tolist()
+                stored = [known.get(c, (None, None)) for c in conv_ids]
+                prints = journey_fingerprints(batch, [r for r, _ in stored], context)
+                if not recompute:
+                    changed = [i for i, (_, p) in enumerate(stored) if p != prints[i]]
+                    if len(changed) < batch.n_journeys:
+                        todo = batch.select(np.asarray(changed, dtype=np.int64))
+                        prints = [prints[i] for i in changed]
+            stats.unchanged += batch.n_journeys - todo.n_journeys
+            if todo.n_journeys:
+                result = provider.attribute(todo)
+                check_attribution(todo, result)
+                stats.rows_written += store_attribution(
+                    conn,
+                    run_id,
+                    todo,
+                    result,
+                    provider.name,
+                    prints,
+                    batch_nos=group if todo is batch else None,
+                )
         stats.batches += len(group)
         stats.journeys += batch.n_journeys
         stats.sessions += batch.n_sessions

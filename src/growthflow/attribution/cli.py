@@ -186,7 +186,11 @@ def run(
         typer.Option(help="IHC requests in flight. Default: GROWTHFLOW_IHC_CONCURRENCY or 4."),
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Resend journeys already stored from the IHC API.")
+        bool,
+        typer.Option(
+            help="Recompute (a local model) or resend (the IHC API) the journeys whose stored "
+            "attribution is up to date."
+        ),
     ] = False,
     failures_file: Annotated[
         Path | None,
@@ -245,6 +249,7 @@ def run(
             on_plan=lambda n: bar.update(task, total=n),
             on_batch=lambda _batch: bar.advance(task),
             api=api,
+            recompute=force,
         )
     console.print(_summary_table(summary, csv, time.perf_counter() - t0))
     if summary.model is not None:
@@ -481,6 +486,8 @@ def _summary_table(summary, csv: Path | None, total_seconds: float):
         ("channel_reporting rows", summary.report_rows),
     ):
         table.add_row(label, f"{value:,}")
+    if summary.api is None:  # the API's own rows say what it skipped
+        table.add_row("journeys unchanged (stored attribution kept)", f"{summary.unchanged:,}")
     if summary.report_days is None:
         table.add_row("channel_reporting", "rebuilt")
     else:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from growthflow.attribution import schema
 from growthflow.attribution.models import Attribution, JourneyBatch
+from growthflow.attribution.providers import model_context
 from growthflow.attribution.rules import InputRules
 from growthflow.database import bulk_insert
 
@@ -175,6 +176,11 @@ class CreditProvider:
         merged = json.loads(trained.merged_channels) if trained.merged_channels else []
         self.credit = with_merged({name: float(value) for name, value in rows}, merged)
         self.name = f"local:{model}"
+        # the learned credits decide the numbers: a retrained model that learned anything
+        # else (to the last bit) recomputes every journey
+        self.context = model_context(
+            self.name, sorted((k, repr(v)) for k, v in self.credit.items())
+        )
 
     def attribute(self, batch: JourneyBatch) -> Attribution:
         return credit_model(batch, self.credit)

@@ -4,7 +4,8 @@ A journey is every usable session of the converting user strictly before the con
 timestamp (optionally within ``lookback_days``), ordered by timestamp then session_id, cut
 to the ``max_journey_sessions`` most recent. Everything runs as ``INSERT ... SELECT`` into the
 run's staging tables (``gf_journeys``, ``gf_journey_sessions``), so no journey data passes
-through Python and memory does not grow with the data.
+through Python and memory does not grow with the data. The candidate sessions are read once:
+the statement that stages them also counts them.
 """
 
 from __future__ import annotations
@@ -48,35 +49,28 @@ def _before_conversion(dialect: str, conv_ts: str, lookback: bool) -> str:
 
 
 @cache
-def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.TextClause]:
+def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, ...]:
+    """The journeys step's SQL: stage the conversions, stage their sessions (one pass over
+    the candidates, which counts them too), then store each journey's counts."""
     d = rules.dialect
     c = collate_c(d)
     sessions = rules.sessions("s")
     conversions = rules.conversions("c")
-    in_journey = f"s.user_id = j.user_id AND {sessions.valid} AND " + _before_conversion(
-        d, "j.conv_ts", lookback
+    # the time test first: the validity rules (the costlier part) run only on the sessions
+    # before the conversion
+    in_journey = (
+        f"s.user_id = j.user_id AND {_before_conversion(d, 'j.conv_ts', lookback)} "
+        f"AND {sessions.valid}"
     )
     # The SQL below is assembled from constant fragments only; all values are bind parameters.
-    # The counts are materialised so the correlated count runs once per conversion (planners
-    # otherwise copy it into every reference of n_candidates).
     insert_journeys = sa.text(
         f"""
-        WITH counted AS MATERIALIZED (
-            SELECT j.conv_id, j.user_id, j.conv_ts,
-                   (SELECT count(*) FROM session_sources s WHERE {in_journey}) AS n_candidates
-            FROM (
-                SELECT c.conv_id, c.user_id, c.conv_date || ' ' || c.conv_time AS conv_ts
-                FROM conversions c
-                WHERE c.conv_date BETWEEN :start AND :end AND {conversions.valid}
-            ) j
-        )
         INSERT INTO gf_journeys
             (run_id, journey_no, conv_id, user_id, conv_ts, n_candidates, n_sessions)
-        SELECT :run_id, ROW_NUMBER() OVER (ORDER BY j.conv_id{c}), j.conv_id, j.user_id,
-               j.conv_ts, j.n_candidates,
-               CASE WHEN j.n_candidates > :max_sessions THEN :max_sessions
-                    ELSE j.n_candidates END
-        FROM counted j
+        SELECT :run_id, ROW_NUMBER() OVER (ORDER BY c.conv_id{c}), c.conv_id, c.user_id,
+               c.conv_date || ' ' || c.conv_time, 0, 0
+        FROM conversions c
+        WHERE c.conv_date BETWEEN :start AND :end AND {conversions.valid}
         """  # noqa: S608
     )
     order = f"s.event_date{c} DESC, s.event_time{c} DESC, s.session_id{c} DESC"
@@ -91,32 +85,55 @@ def _statements(rules: InputRules, lookback: bool) -> tuple[sa.TextClause, sa.Te
         # LATERAL: one index lookup per journey's user. A plain join let PostgreSQL hash a
         # full scan of session_sources and test every row's validity (30 s at scale 10).
         candidates = f"""
-            SELECT j.journey_no, j.n_sessions, t.*
+            SELECT j.journey_no, t.*
             FROM gf_journeys j CROSS JOIN LATERAL (
-                SELECT {columns}, ROW_NUMBER() OVER (ORDER BY {order}) AS rn
+                SELECT {columns}, ROW_NUMBER() OVER (ORDER BY {order}) AS rn,
+                       count(*) OVER () AS n_candidates
                 FROM session_sources s WHERE {in_journey}
             ) t
-            WHERE j.run_id = :run_id AND j.n_sessions > 0
+            WHERE j.run_id = :run_id
         """  # noqa: S608
     else:
         candidates = f"""
-            SELECT j.journey_no, j.n_sessions, {columns},
-                   ROW_NUMBER() OVER (PARTITION BY j.journey_no ORDER BY {order}) AS rn
+            SELECT j.journey_no, {columns},
+                   ROW_NUMBER() OVER (PARTITION BY j.journey_no ORDER BY {order}) AS rn,
+                   count(*) OVER (PARTITION BY j.journey_no) AS n_candidates
             FROM gf_journeys j JOIN session_sources s ON {in_journey}
-            WHERE j.run_id = :run_id AND j.n_sessions > 0
+            WHERE j.run_id = :run_id
         """  # noqa: S608
+    # the most recent :max_sessions candidates, numbered from the earliest kept (0)
     insert_sessions = sa.text(
         f"""
         INSERT INTO gf_journey_sessions
             (run_id, journey_no, position, session_id, event_ts, channel_name,
              holder_engagement, closer_engagement, impression_interaction)
-        SELECT :run_id, journey_no, n_sessions - rn, session_id, event_ts, channel_name,
+        SELECT :run_id, journey_no,
+               CASE WHEN n_candidates > :max_sessions THEN :max_sessions
+                    ELSE n_candidates END - rn,
+               session_id, event_ts, channel_name,
                holder_engagement, closer_engagement, impression_interaction
         FROM ({candidates}) t
-        WHERE rn <= n_sessions
+        WHERE rn <= :max_sessions
         """  # noqa: S608
     )
-    return insert_journeys, insert_sessions
+    # Each journey's staged sessions; a journey cut to :max_sessions counts its candidates
+    # again (the only ones whose count is not the staged one).
+    store_counts = sa.text(
+        """
+        UPDATE gf_journeys SET n_sessions = x.n, n_candidates = x.n
+        FROM (SELECT journey_no, count(*) AS n FROM gf_journey_sessions
+              WHERE run_id = :run_id GROUP BY journey_no) x
+        WHERE gf_journeys.run_id = :run_id AND gf_journeys.journey_no = x.journey_no
+        """
+    )
+    count_cut = sa.text(
+        f"""
+        UPDATE gf_journeys AS j SET n_candidates =
+            (SELECT count(*) FROM session_sources s WHERE {in_journey})
+        WHERE j.run_id = :run_id AND j.n_sessions = :max_sessions
+        """  # noqa: S608
+    )
+    return insert_journeys, insert_sessions, store_counts, count_cut
 
 
 def lookback_params(dialect: str, lookback_days: int | None) -> dict:
@@ -151,7 +168,8 @@ def build_journeys(
     with a shorter lookback never leaves stale rows behind (not with ``prune=False``: the HTML
     report stages journeys to read them, never to change the stored attribution).
     """
-    insert_journeys, insert_sessions = _statements(rules, lookback_days is not None)
+    statements = _statements(rules, lookback_days is not None)
+    insert_journeys, insert_sessions, store_counts, count_cut = statements
     params = {
         "run_id": run_id,
         "start": start.isoformat(),
@@ -169,6 +187,8 @@ def build_journeys(
         conn.execute(insert_sessions, params)
         if rules.dialect == "postgresql":
             conn.execute(sa.text("ANALYZE gf_journey_sessions"))
+        conn.execute(store_counts, params)
+        conn.execute(count_cut, params)
         no_journey = sa.select(j.c.conv_id).where(j.c.run_id == run_id, j.c.n_sessions == 0)
         if prune:
             mark_stale(conn, no_journey)  # their report days lose that attribution

@@ -113,6 +113,7 @@ class RunSummary:
     without_journey: int = 0
     batches: int = 0
     rows_written: int = 0
+    unchanged: int = 0  # journeys whose stored attribution was up to date (kept as stored)
     report_rows: int = 0
     # channel_reporting refreshed: (channel, day) groups and their days; None: rebuilt whole
     report_groups: int | None = None
@@ -198,6 +199,7 @@ def run_attribution(
     on_plan: Callable[[int], None] | None = None,
     on_batch: Callable[[JourneyBatch], None] | None = None,
     api: IhcApiConfig | None = None,
+    recompute: bool = False,
 ) -> RunSummary:
     """Run every step for ``config`` and return what happened.
 
@@ -210,6 +212,8 @@ def run_attribution(
     rows) the report is refreshed for the days the run touched
     (:func:`growthflow.attribution.report.refresh_channel_reporting`) and the input checks
     read what the run reads. ``on_plan(n_batches)`` and ``on_batch(batch)`` report progress.
+    A local model keeps the stored attribution of the journeys that did not change, unless
+    ``recompute``.
     """
     if config.provider == "ihc-api" and api is None:
         raise ConfigError("the ihc-api provider needs an API key and a conv_type_id")
@@ -230,7 +234,9 @@ def run_attribution(
         try:
             with heartbeat(engine, run_id):  # a killed run is told from a live one
                 if not config.full_report:
-                    _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
+                    _run_steps(
+                        engine, config, summary, rules, provider, api, on_plan, on_batch, recompute
+                    )
                     with _timed(summary, "report"):
                         days = window_days(config.start, config.end, config.report_window_days)
                         report = refresh_channel_reporting(engine, run_id, rules, days)
@@ -255,7 +261,17 @@ def run_attribution(
                     cost_check = pool.submit(check_costs, engine, rules)
                     scanners = [pool.submit(scan.work) for _ in range(background)]
                     try:
-                        _run_steps(engine, config, summary, rules, provider, api, on_plan, on_batch)
+                        _run_steps(
+                            engine,
+                            config,
+                            summary,
+                            rules,
+                            provider,
+                            api,
+                            on_plan,
+                            on_batch,
+                            recompute,
+                        )
                     except BaseException:
                         scan.cancel()
                         raise
@@ -290,23 +306,33 @@ def _run_steps(
     api: IhcApiConfig | None,
     on_plan: Callable[[int], None] | None,
     on_batch: Callable[[JourneyBatch], None] | None,
+    recompute: bool = False,
 ) -> None:
     """Check inputs, build journeys, plan batches and attribute them."""
     run_id = summary.run_id
-    with _timed(summary, "check inputs"):
-        summary.skipped = check_inputs(
-            engine, rules, config.start, config.end, full=config.full_report
+    # The input checks only read: they run on another thread (and core) while the journeys
+    # are staged, and the run waits for them before it attributes anything.
+    started = time.perf_counter()
+    with ThreadPoolExecutor(1, thread_name_prefix="gf-check") as pool:
+        checked = pool.submit(
+            check_inputs, engine, rules, config.start, config.end, full=config.full_report
         )
-    with _timed(summary, "journeys"):
-        stats = build_journeys(
-            engine,
-            run_id,
-            config.start,
-            config.end,
-            rules=rules,
-            max_journey_sessions=config.max_journey_sessions,
-            lookback_days=config.lookback_days,
+        checked.add_done_callback(
+            lambda _: summary.seconds.__setitem__(
+                "check inputs (parallel)", round(time.perf_counter() - started, 4)
+            )
         )
+        with _timed(summary, "journeys"):
+            stats = build_journeys(
+                engine,
+                run_id,
+                config.start,
+                config.end,
+                rules=rules,
+                max_journey_sessions=config.max_journey_sessions,
+                lookback_days=config.lookback_days,
+            )
+        summary.skipped = checked.result()
     summary.conversions = stats.conversions
     summary.journeys = stats.journeys
     summary.sessions = stats.sessions
@@ -341,8 +367,11 @@ def _run_steps(
             )
             summary.rows_written = summary.api.rows_written
         else:
-            attributed = attribute_batches(engine, run_id, batch_nos, provider, on_batch=on_batch)
+            attributed = attribute_batches(
+                engine, run_id, batch_nos, provider, on_batch=on_batch, recompute=recompute
+            )
             summary.rows_written = attributed.rows_written
+            summary.unchanged = attributed.unchanged
 
 
 def local_provider(engine: sa.Engine, run_id: str, config: RunConfig) -> Provider:

@@ -6,6 +6,7 @@ provider runs one of the registered models in-process.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +22,11 @@ from growthflow.attribution.models import (
 class Provider(Protocol):
     #: recorded with every stored attribution (``gf_attributed_conversions.model``)
     name: str
+    #: Optional: everything besides the journey that decides the provider's numbers (model,
+    #: parameters, code version), as text. A provider that has one lets a rerun keep the stored
+    #: attribution of journeys that did not change
+    #: (:func:`growthflow.attribution.attribute.journey_fingerprints`).
+    # context: str
 
     def attribute(self, batch: JourneyBatch) -> Attribution: ...
 
@@ -32,6 +38,17 @@ class LocalProvider:
         self._fn = get_model(model)
         self.params = params if isinstance(params, ModelParams) else load_params(params)
         self.name = f"local:{model}"
+        self.context = model_context(self.name, self.params.model_dump(mode="json"))
 
     def attribute(self, batch: JourneyBatch) -> Attribution:
         return self._fn(batch, self.params)
+
+
+def model_context(name: str, settings: object) -> str:
+    """A local provider's :attr:`Provider.context`: its name, its settings (JSON-able) and
+    growthflow's version (a release may change a model's numbers)."""
+    from growthflow import __version__
+
+    return json.dumps(
+        {"provider": name, "settings": settings, "growthflow": __version__}, sort_keys=True
+    )

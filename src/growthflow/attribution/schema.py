@@ -64,6 +64,7 @@ attribution_customer_journey = sa.Table(
     sa.Column("conv_id", TEXT, primary_key=True),
     sa.Column("session_id", TEXT, primary_key=True),
     sa.Column("ihc", FLOAT, nullable=False),
+    sqlite_with_rowid=False,
 )
 channel_reporting = sa.Table(
     "channel_reporting",
@@ -87,6 +88,7 @@ attribution_detail = sa.Table(
     sa.Column("initializer", FLOAT),
     sa.Column("holder", FLOAT),
     sa.Column("closer", FLOAT),
+    sqlite_with_rowid=False,
 )
 # One row per conversion with stored attribution: who computed it, in which run, and (for
 # the IHC API) a fingerprint of exactly what was sent, so a rerun can skip what is done.
@@ -97,6 +99,7 @@ attributed_conversions = sa.Table(
     sa.Column("model", TEXT, nullable=False),
     sa.Column("run_id", TEXT, nullable=False),
     sa.Column("fingerprint", TEXT),
+    sqlite_with_rowid=False,
 )
 # Every stored attribution row with its session's report group (channel, day), so an
 # incremental report sums the attribution of a few groups through an index, without reading
@@ -109,6 +112,7 @@ attribution_keys = sa.Table(
     sa.Column("channel_name", TEXT, nullable=False),
     sa.Column("event_date", TEXT, nullable=False),
     sa.Column("ihc", FLOAT, nullable=False),
+    sqlite_with_rowid=False,
 )
 sa.Index(
     "gf_ix_attribution_keys_group",
@@ -155,6 +159,7 @@ journeys = sa.Table(
     sa.Column("conv_ts", TEXT, nullable=False),
     sa.Column("n_candidates", sa.Integer, nullable=False),
     sa.Column("n_sessions", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 journey_sessions = sa.Table(
     "gf_journey_sessions",
@@ -168,6 +173,7 @@ journey_sessions = sa.Table(
     sa.Column("holder_engagement", sa.Integer, nullable=False),
     sa.Column("closer_engagement", sa.Integer, nullable=False),
     sa.Column("impression_interaction", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 batches = sa.Table(
     "gf_batches",
@@ -175,6 +181,7 @@ batches = sa.Table(
     sa.Column("run_id", TEXT, primary_key=True),
     sa.Column("batch_no", sa.Integer, primary_key=True),
     sa.Column("journey_no", sa.Integer, primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 cost_days = sa.Table(
