@@ -23,7 +23,7 @@ from growthflow.attribution import schema
 from growthflow.attribution.models import Attribution, JourneyBatch
 from growthflow.attribution.providers import Provider
 from growthflow.attribution.report import mark_stale
-from growthflow.database import bulk_insert
+from growthflow.database import bulk_insert, fetch_tuples
 
 SUM_TOLERANCE = 1e-9
 
@@ -81,7 +81,7 @@ def load_batch(conn: sa.Connection, run_id: str, batch_no: int) -> JourneyBatch:
 def load_batches(conn: sa.Connection, run_id: str, batch_nos: list[int]) -> JourneyBatch:
     """The journeys of several planned batches as one batch (for local models, which do not
     care how the API would have split them)."""
-    rows = conn.execute(BATCHES_QUERY, {"run_id": run_id, "batch_nos": batch_nos}).all()
+    rows = fetch_tuples(conn, BATCHES_QUERY, {"run_id": run_id, "batch_nos": batch_nos})
     if not rows:
         raise LookupError(f"run {run_id} has no batches {batch_nos[0]}..{batch_nos[-1]}")
     return _journey_batch(rows, batch_nos[0])
@@ -151,20 +151,29 @@ def journey_fingerprints(batch: JourneyBatch, revenue: list, context: str) -> li
     return out
 
 
-def _stored_fingerprints(
-    conn: sa.Connection, run_id: str, batch_nos: list[int]
-) -> dict[str, tuple[object, str | None]]:
-    """conv_id -> (revenue, stored fingerprint or None) of the batches' conversions."""
+def _stored_query() -> sa.Select:
     b, j, c, ac = schema.batches, schema.journeys, schema.conversions, schema.attributed_conversions
-    rows = conn.execute(
-        sa.select(j.c.conv_id, sa.type_coerce(c.c.revenue, sa.Text()), ac.c.fingerprint)
+    return (
+        sa.select(j.c.conv_id, c.c.revenue, ac.c.fingerprint)
         .select_from(
             b.join(j, sa.and_(j.c.run_id == b.c.run_id, j.c.journey_no == b.c.journey_no))
             .join(c, c.c.conv_id == j.c.conv_id)
             .outerjoin(ac, ac.c.conv_id == j.c.conv_id)
         )
-        .where(b.c.run_id == run_id, b.c.batch_no.in_(batch_nos))
+        .where(b.c.run_id == sa.bindparam("run_id"))
+        .where(b.c.batch_no.in_(sa.bindparam("batch_nos", expanding=True)))
     )
+
+
+STORED_QUERY = _stored_query()
+
+
+def _stored_fingerprints(
+    conn: sa.Connection, run_id: str, batch_nos: list[int]
+) -> dict[str, tuple[object, str | None]]:
+    """conv_id -> (revenue as the driver reads it, stored fingerprint or None) of the
+    batches' conversions."""
+    rows = fetch_tuples(conn, STORED_QUERY, {"run_id": run_id, "batch_nos": batch_nos})
     return {conv: (revenue, stored) for conv, revenue, stored in rows}
 
 
