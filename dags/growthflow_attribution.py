@@ -60,7 +60,7 @@ def _ihc_variable() -> dict:
     return values
 
 
-def _api_config():
+def _api_config(force: bool = False):
     """The variable's values over the GROWTHFLOW_IHC_* environment."""
     from growthflow.attribution.ihc_client import api_config_from_settings
     from growthflow.settings import load_settings
@@ -71,6 +71,7 @@ def _api_config():
         api_key=ihc.get("API_KEY"),
         conv_type_id=ihc.get("CONV_TYPE_ID"),
         api_url=ihc.get("API_URL"),
+        force=force,
     )
     mask_secret(config.api_key.get_secret_value())
     return config
@@ -132,6 +133,12 @@ def _date_range(params: dict, context, ihc: dict) -> tuple[date, date]:
             0, type="integer", minimum=0, description="Also refresh the costs of N days before."
         ),
         "csv_path": Param(None, type=["null", "string"], description="Export the report here."),
+        "force": Param(
+            False,
+            type="boolean",
+            description="Recompute (local) or resend (IHC API) journeys whose stored "
+            "attribution is up to date.",
+        ),
     },
     doc_md=__doc__,
 )
@@ -243,6 +250,7 @@ def growthflow_attribution():
         from growthflow.attribution.attribute import attribute_batches
         from growthflow.attribution.pipeline import load_run_config, local_provider
 
+        force = bool(get_current_context()["params"].get("force"))
         with _working_on(gf_run) as engine:
             config = load_run_config(engine, gf_run)
             if config.provider == "ihc-api":
@@ -253,7 +261,7 @@ def growthflow_attribution():
                         engine,
                         gf_run,
                         batch_group,
-                        _api_config(),
+                        _api_config(force),
                         max_journeys=config.max_journeys,
                         max_sessions=config.max_sessions,
                     )
@@ -267,7 +275,7 @@ def growthflow_attribution():
                     "skipped": stats.journeys_skipped,
                 }
             provider = local_provider(engine, gf_run, config)
-            stats = attribute_batches(engine, gf_run, batch_group, provider)
+            stats = attribute_batches(engine, gf_run, batch_group, provider, recompute=force)
             return {
                 "rows": stats.rows_written,
                 "batches": stats.batches,

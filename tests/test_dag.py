@@ -8,6 +8,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -113,6 +114,7 @@ print(json.dumps({{
     assert facts["params"] == [
         "csv_path",
         "end",
+        "force",
         "full_report",
         "lookback_days",
         "max_journey_sessions",
@@ -194,6 +196,8 @@ def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
     )
     assert cli.returncode == 0, cli.stderr
     assert "channel_reporting refreshed" in cli.stdout  # the DAG built it: the CLI refreshes
+    # ... and keeps every journey the DAG stored: the same fingerprints
+    assert re.search(r"attribution rows written\s+│\s+0\s", cli.stdout), cli.stdout
     # The same report, to the last bit: sums are exact, whatever order the mapped instances
     # stored their batches in.
     dag_rows = list(csv.reader((tmp_path / "dag.csv").open()))
@@ -209,6 +213,28 @@ def test_local_provider_on_sqlite_matches_the_cli(airflow_env, tmp_path):
     with engine.connect() as conn:
         last = conn.execute(sa.text("SELECT config FROM gf_runs ORDER BY started_at DESC")).first()
     assert json.loads(last[0])["full_report"] is False
+
+    def writers() -> set[str]:  # the runs that stored the last day's attribution
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    sa.text(
+                        "SELECT DISTINCT a.run_id FROM gf_attributed_conversions a JOIN "
+                        "conversions c ON c.conv_id = a.conv_id WHERE c.conv_date = '2023-09-10'"
+                    )
+                ).scalars()
+            )
+
+    kept = writers()
+    assert len(kept) == 1  # written once (by the first DAG run), kept by the CLI and daily runs
+    result = dags_test({**airflow_env, "GROWTHFLOW_DATABASE_URL": db}, {**daily, "force": True})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    with engine.connect() as conn:
+        forced = conn.execute(
+            sa.text("SELECT run_id FROM gf_runs ORDER BY started_at DESC")
+        ).first()
+    assert writers() == {forced[0]} != kept  # --force: rewritten by the forced run
+    assert list(csv.reader((tmp_path / "daily.csv").open())) == cli_rows
 
 
 def test_markov_on_sqlite_matches_the_cli(airflow_env, tmp_path):
