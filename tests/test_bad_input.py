@@ -283,3 +283,31 @@ def test_hour_24_is_an_unparsable_time(db, column, tmp_path):
     summary = db.run("2023-09-01", "2023-09-30")
     table = "session_sources" if column == "event_time" else "conversions"
     assert skipped(summary)[(table, f"unparsable {column}")] == 1
+
+
+def test_errors_of_the_raw_cursor_paths_are_one_clear_message(db):
+    """bulk_insert and fetch_tuples use the driver's cursor directly (speed); a driver error
+    there still becomes one DatabaseError message, as any statement's does."""
+    from growthflow.attribution import schema
+    from growthflow.database import bulk_insert, fetch_tuples, translate_errors
+    from growthflow.errors import DatabaseError
+
+    db.load()
+    lost = sa.Table("gf_no_such_table", sa.MetaData(), sa.Column("x", sa.Integer))
+    with pytest.raises(DatabaseError, match="cannot use database .*gf_no_such_table"):
+        with translate_errors(db.engine), db.engine.begin() as conn:
+            bulk_insert(conn, lost, [(1,)])
+    with pytest.raises(DatabaseError, match="cannot use database .*gf_no_such_table"):
+        with translate_errors(db.engine), db.engine.connect() as conn:
+            fetch_tuples(conn, sa.select(lost.c.x).where(lost.c.x == sa.bindparam("v")), {"v": 1})
+    with db.engine.connect() as conn:  # and the path itself works on both databases
+        assert (
+            fetch_tuples(
+                conn,
+                sa.select(schema.runs.c.run_id).where(
+                    schema.runs.c.status.in_(sa.bindparam("s", expanding=True))
+                ),
+                {"s": ["running", "failed"]},
+            )
+            == []
+        )

@@ -7,7 +7,8 @@ statement, Core or text, lands in it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -211,6 +212,18 @@ def has_lookup_index(engine: Engine, table: str, column: str) -> bool:
     )
 
 
+@contextmanager
+def _driver_errors(conn: sa.Connection, statement: str) -> Iterator[None]:
+    """Errors of the DBAPI cursor, used directly, raised as SQLAlchemy's (as a statement run
+    through SQLAlchemy would raise them), so :func:`translate_errors` turns them into one
+    message too."""
+    base = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, base) from exc
+
+
 def fetch_tuples(conn: sa.Connection, statement: sa.Executable, params: dict) -> list[tuple]:
     """All rows of ``statement`` as the driver's plain tuples, fetched on the connection's
     DBAPI cursor (in its transaction). SQLAlchemy's Row objects cost ~1 µs each, which shows
@@ -221,8 +234,9 @@ def fetch_tuples(conn: sa.Connection, statement: sa.Executable, params: dict) ->
         args = [state.parameters[name] for name in state.positiontup]
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.execute(state.statement, args)
-        return cursor.fetchall()
+        with _driver_errors(conn, state.statement):
+            cursor.execute(state.statement, args)
+            return cursor.fetchall()
     finally:
         cursor.close()
 
@@ -242,10 +256,11 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Iterable[Sequence]) 
         stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with dbapi.cursor() as cur, cur.copy(stmt) as copy:
-            for row in rows:
-                copy.write_row(row)
-                written += 1
+        with _driver_errors(conn, f"COPY {table.name}"):
+            with dbapi.cursor() as cur, cur.copy(stmt) as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    written += 1
         return written
     placeholders = ", ".join("?" for _ in columns)
     quote = conn.dialect.identifier_preparer.quote
@@ -256,7 +271,8 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Iterable[Sequence]) 
     # executemany consumes the iterator lazily, in C: no page of Python rows is built here
     cur = dbapi.cursor()
     try:
-        cur.executemany(stmt, rows)
+        with _driver_errors(conn, stmt):
+            cur.executemany(stmt, rows)
         return max(cur.rowcount, 0)
     finally:
         cur.close()
