@@ -7,6 +7,7 @@ statement, Core or text, lands in it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,6 +211,22 @@ def has_lookup_index(engine: Engine, table: str, column: str) -> bool:
         uc["column_names"] and uc["column_names"][0].lower() == column.lower()
         for uc in inspector.get_unique_constraints(table)
     )
+
+
+@contextmanager
+def sort_threads(conn: sa.Connection) -> Iterator[None]:
+    """On SQLite, let the statements inside sort with helper threads (one per core, at most 8;
+    index builds and large ORDER BY / window sorts), and turn them off after. Elsewhere a
+    no-op."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    raw.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 8)}")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA threads = 0")
 
 
 @contextmanager

@@ -13,7 +13,6 @@ pyarrow), so memory follows the number of distinct paths, not sessions. Channels
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from growthflow.attribution.rules import InputRules
+from growthflow.database import sort_threads
 from growthflow.sql import collate_c
 
 MICROS = 1_000_000  # revenue is summed exactly, in integer millionths
@@ -228,18 +228,16 @@ def _stream(conn: sa.Connection, sql: str, params: dict, counter: _PathCounter) 
     if conn.dialect.name == "sqlite":
         # sqlite3's own cursor: plain tuples (SQLAlchemy's rows cost 2.5 s of 25 at scale 10)
         compiled = sa.text(sql).bindparams(**params).compile(dialect=conn.dialect)
-        raw = conn.connection.driver_connection
         # Sort with helper threads: the window's sort took 9.3 s alone and 5.8-6.8 s with two
         # (scale 10, 4.4M sessions).
-        raw.execute(f"PRAGMA threads = {min(os.cpu_count() or 1, 8)}")
-        cursor = raw.cursor()
-        try:
-            cursor.execute(compiled.string, [compiled.params[k] for k in compiled.positiontup])
-            while rows := cursor.fetchmany(FETCH_ROWS):
-                counter.add(rows)
-        finally:
-            cursor.close()
-            raw.execute("PRAGMA threads = 0")
+        with sort_threads(conn):
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(compiled.string, [compiled.params[k] for k in compiled.positiontup])
+                while rows := cursor.fetchmany(FETCH_ROWS):
+                    counter.add(rows)
+            finally:
+                cursor.close()
     else:
         options = {"stream_results": True, "yield_per": FETCH_ROWS}
         with conn.execution_options(**options).execute(sa.text(sql), params) as result:

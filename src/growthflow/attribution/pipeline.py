@@ -316,15 +316,13 @@ def _run_steps(
     # 11.4-11.8 s against 11.5-12.8 s for a first run on the dense benchmark shape. On
     # PostgreSQL beside still paid: 12.5-13.9 s against 15.2-17.5 s run first.
     first = config.full_report and engine.dialect.name == "sqlite"
-    label = "check inputs" if first else "check inputs (parallel)"
-    started = time.perf_counter()
+
+    def check() -> list[SkippedRows]:
+        with _timed(summary, "check inputs" if first else "check inputs (parallel)"):
+            return check_inputs(engine, rules, config.start, config.end, full=config.full_report)
+
     with ThreadPoolExecutor(1, thread_name_prefix="gf-check") as pool:
-        checked = pool.submit(
-            check_inputs, engine, rules, config.start, config.end, full=config.full_report
-        )
-        checked.add_done_callback(
-            lambda _: summary.seconds.__setitem__(label, round(time.perf_counter() - started, 4))
-        )
+        checked = pool.submit(check)
         if first:
             checked.result()
         with _timed(summary, "journeys"):

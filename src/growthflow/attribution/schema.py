@@ -12,8 +12,6 @@ tables growthflow creates use ``double precision`` to keep revenue and ihc exact
 
 from __future__ import annotations
 
-import os
-
 import sqlalchemy as sa
 
 from growthflow.database import (
@@ -21,6 +19,7 @@ from growthflow.database import (
     insert_ignore,
     missing_columns,
     missing_tables,
+    sort_threads,
     translate_errors,
 )
 from growthflow.errors import DatabaseError
@@ -312,15 +311,11 @@ def init_db(engine: sa.Engine, *, inputs: bool = True, indexes: bool = True) -> 
         check_columns(engine)
         if new_keys:  # a database attributed by an earlier version: index what it holds
             _backfill_attribution_keys(engine)
-        with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":
-                # SQLite sorts an index's keys with helper threads: at scale 10 (4.5M sessions)
-                # the two session indexes took 19.7 s with one thread, 13.7 s with two
-                conn.exec_driver_sql(f"PRAGMA threads = {min(os.cpu_count() or 1, 8)}")
+        # SQLite sorts an index's keys with helper threads: at scale 10 (4.5M sessions) the
+        # two session indexes took 19.7 s with one thread, 13.7 s with two
+        with engine.begin() as conn, sort_threads(conn):
             for index in (USER_TABLE_INDEXES if indexes else ()) + OWN_TABLE_INDEXES:
                 index.create(conn, checkfirst=True)
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA threads = 0")
         for table, column in ID_LOOKUPS if indexes else ():
             if not has_lookup_index(engine, table.name, column):
                 with engine.begin() as conn:  # constant names
