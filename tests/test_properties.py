@@ -41,32 +41,44 @@ from conftest import Db
 START, END = date(2023, 9, 1), date(2023, 9, 5)
 CHANNELS = ("Paid Search", "Email", "Display")
 
-# A session: (user, day, hour, minute, channel index, holder, closer, impression, defect)
-session_defects = st.sampled_from([None] * 6 + ["date", "hour 24", "flag", "no channel"])
-sessions_st = st.lists(
-    st.tuples(
-        st.integers(0, 3),
-        st.integers(1, 5),
-        st.integers(0, 23),
-        st.integers(0, 59),
-        st.integers(0, 2),
-        st.integers(0, 1),
-        st.integers(0, 1),
-        st.integers(0, 1),
-        session_defects,
-    ),
-    max_size=14,
-)
-# A conversion: (user, day, hour, revenue in cents, defect)
-conversions_st = st.lists(
-    st.tuples(
-        st.integers(0, 3),
-        st.integers(1, 5),
-        st.integers(0, 23),
-        st.integers(0, 50_000),
-        st.sampled_from([None] * 5 + ["negative", "date", "not a number"]),
-    ),
-    max_size=6,
+
+def sessions_of(users: int, defects: list, min_size: int = 0):
+    """Sessions: (user, day, hour, minute, channel index, holder, closer, impression, defect)."""
+    return st.lists(
+        st.tuples(
+            st.integers(0, users - 1),
+            st.integers(1, 5),
+            st.integers(0, 23),
+            st.integers(0, 59),
+            st.integers(0, 2),
+            st.integers(0, 1),
+            st.integers(0, 1),
+            st.integers(0, 1),
+            st.sampled_from(defects),
+        ),
+        min_size=min_size,
+        max_size=14,
+    )
+
+
+def conversions_of(users: int, days, hours, defects: list, min_size: int, max_size: int):
+    """Conversions: (user, day, hour, revenue in cents, defect)."""
+    return st.lists(
+        st.tuples(
+            st.integers(0, users - 1),
+            st.integers(*days),
+            st.integers(*hours),
+            st.integers(0, 50_000),
+            st.sampled_from(defects),
+        ),
+        min_size=min_size,
+        max_size=max_size,
+    )
+
+
+sessions_st = sessions_of(4, [None] * 6 + ["date", "hour 24", "flag", "no channel"])
+conversions_st = conversions_of(
+    4, (1, 5), (0, 23), [None] * 5 + ["negative", "date", "not a number"], 0, 6
 )
 # A cost per session, by position: (cents, defect); and costs of sessions that do not exist
 costs_st = st.lists(
@@ -253,32 +265,8 @@ def test_random_databases_match_the_reference_on_both_databases(
 
 # Databases with journeys (late conversions, few bad rows), and 1-4 edits between two runs:
 # (what, which row, value)
-busy_sessions_st = st.lists(
-    st.tuples(
-        st.integers(0, 2),
-        st.integers(1, 5),
-        st.integers(0, 23),
-        st.integers(0, 59),
-        st.integers(0, 2),
-        st.integers(0, 1),
-        st.integers(0, 1),
-        st.integers(0, 1),
-        st.sampled_from([None] * 12 + ["date", "hour 24", "flag"]),
-    ),
-    min_size=4,
-    max_size=14,
-)
-late_conversions_st = st.lists(
-    st.tuples(
-        st.integers(0, 2),
-        st.integers(3, 5),
-        st.integers(12, 23),
-        st.integers(0, 50_000),
-        st.sampled_from([None] * 8 + ["negative"]),
-    ),
-    min_size=1,
-    max_size=4,
-)
+busy_sessions_st = sessions_of(3, [None] * 12 + ["date", "hour 24", "flag"], min_size=4)
+late_conversions_st = conversions_of(3, (3, 5), (12, 23), [None] * 8 + ["negative"], 1, 4)
 edits_st = st.lists(
     st.tuples(
         st.sampled_from(["channel", "time", "flag", "delete", "revenue", "conv_time"]),
